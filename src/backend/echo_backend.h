@@ -1,0 +1,17 @@
+// The built-in `echo` model: answers with the last user message's text. Deterministic, free,
+// completes inline (callbacks run before Start() returns).
+#pragma once
+
+#include "backend/inference_backend.h"
+
+namespace agentd::backend {
+
+class EchoBackend final : public InferenceBackend {
+ public:
+  std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) override;
+};
+
+/// Rough token estimate used where a backend reports none: ~4 characters per token.
+int64_t EstimateTokens(absl::string_view text);
+
+}  // namespace agentd::backend

@@ -1,0 +1,81 @@
+// The InferenceBackend contract: how the turn engine asks a model for one step.
+//
+// Ownership and threading:
+//  - Start() never blocks on the network. Callbacks may run on the caller's thread before
+//    Start() returns (the echo backend completes inline) or later on a backend-owned thread;
+//    callers must not hold locks across Start() that their callbacks take. `on_delta` is called zero or more times,
+//    then `on_done` exactly once; no callback runs after `on_done` returns.
+//  - The returned ModelCall handle may be used to cancel; Cancel() after completion is a no-op.
+//    A cancelled call still calls `on_done` (with CANCELLED) exactly once.
+//  - The backend keeps the callbacks alive until `on_done` has returned.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "agentd/v1/common.pb.h"
+
+namespace agentd::backend {
+
+/// One message of the model's context (Chat Completions shape).
+struct ChatMessage {
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+  std::string text;
+  std::vector<v1::ToolCall> tool_calls;  // assistant messages
+  std::string tool_call_id;              // tool messages
+};
+
+struct ToolDefinition {
+  std::string name;
+  std::string description;
+  std::string parameters_json_schema;
+};
+
+struct ModelRequest {
+  std::string model;  // the deployment's model name as the backend knows it
+  std::vector<ChatMessage> messages;
+  std::vector<ToolDefinition> tools;
+  absl::Time deadline = absl::InfiniteFuture();
+  bool stream = false;  // deltas wanted
+};
+
+struct ModelResponse {
+  std::string text;
+  std::vector<v1::ToolCall> tool_calls;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  std::string finish_reason;  // "stop", "tool_calls", "length"
+  std::string served_by;      // backend/deployment that answered
+};
+
+struct ModelCallbacks {
+  std::function<void(absl::string_view text)> on_delta;       // may be empty
+  std::function<void(absl::StatusOr<ModelResponse>)> on_done;  // required
+};
+
+class ModelCall {
+ public:
+  virtual ~ModelCall() = default;
+  /// Asks the call to stop; `on_done` then reports CANCELLED (unless it already finished).
+  virtual void Cancel() = 0;
+};
+
+class InferenceBackend {
+ public:
+  virtual ~InferenceBackend() = default;
+  /// Starts one model call. See the file comment for threading.
+  virtual std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) = 0;
+};
+
+/// A ModelCall for calls that completed inline (nothing left to cancel).
+class CompletedCall final : public ModelCall {
+ public:
+  void Cancel() override {}
+};
+
+}  // namespace agentd::backend

@@ -1,0 +1,119 @@
+#include "cli/cli_common.h"
+
+#include <chrono>
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace agentd::cli {
+namespace {
+
+constexpr int kMaxMessageBytes = 256 * 1024 * 1024;
+
+// True when the server itself answered (every agentd response carries a request id).
+bool ServerAnswered(const grpc::ClientContext& context) {
+  return context.GetServerInitialMetadata().count("x-agentd-request-id") > 0 ||
+         context.GetServerTrailingMetadata().count("x-agentd-request-id") > 0;
+}
+
+std::string Hint(const grpc::Status& status, const GlobalOptions& options, bool server_answered) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      if (server_answered) return "";
+      return absl::StrCat(" (is agentd running at ", options.addr, "? set --addr or AGENTD_ADDR)");
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::StrCat(" (timeout ", options.timeout_seconds, "s; raise it with --timeout)");
+    case grpc::StatusCode::UNAUTHENTICATED:
+      if (!options.api_key.empty()) return "";
+      return " (no API key: set --api-key or AGENTD_API_KEY)";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+Connection::Connection(GlobalOptions options) : options_(std::move(options)) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  channel_ = grpc::CreateCustomChannel(options_.addr, grpc::InsecureChannelCredentials(), args);
+  agents_ = agentd::v1::AgentService::NewStub(channel_);
+  sessions_ = agentd::v1::SessionService::NewStub(channel_);
+}
+
+std::unique_ptr<grpc::ClientContext> Connection::NewContext(const std::string& session_id,
+                                                            bool with_deadline) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!options_.api_key.empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", options_.api_key));
+  }
+  if (!session_id.empty()) context->AddMetadata("x-agentd-session", session_id);
+  if (with_deadline && options_.timeout_seconds > 0) {
+    const auto timeout = std::chrono::duration<double>(options_.timeout_seconds);
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  }
+  return context;
+}
+
+int Connection::Fail(const grpc::Status& status, const grpc::ClientContext& context) const {
+  const std::string message =
+      absl::StrReplaceAll(status.error_message(), {{"\r\n", " "}, {"\n", " "}, {"\r", " "}});
+  std::cerr << "error: " << StatusCodeName(status.error_code()) << ": " << message
+            << Hint(status, options_, ServerAnswered(context)) << std::endl;
+  return kExitServerError;
+}
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+int UsageError(const std::string& message) {
+  std::cerr << "error: " << message << "\nRun with --help for more information." << std::endl;
+  return kExitUsage;
+}
+
+CLI::Validator KeyValue() {
+  return CLI::Validator(
+      [](std::string& arg) -> std::string {
+        const size_t eq = arg.find('=');
+        return eq == std::string::npos || eq == 0 ? "expected KEY=VALUE, got \"" + arg + "\"" : "";
+      },
+      "");
+}
+
+std::pair<std::string, std::string> SplitKeyValue(const std::string& arg) {
+  const size_t eq = arg.find('=');
+  return {arg.substr(0, eq), eq == std::string::npos ? "" : arg.substr(eq + 1)};
+}
+
+CLI::App* AddCommand(CLI::App& parent, const std::string& name, const std::string& description,
+                     const std::string& examples) {
+  CLI::App* command = parent.add_subcommand(name, description);
+  command->footer("Examples:\n" + examples);
+  return command;
+}
+
+}  // namespace agentd::cli

@@ -1,0 +1,64 @@
+// agentctl: a command-line client for agentd. Flags are parsed here only; each command's
+// options live in the file that registers it. Exit codes: 0 ok, 1 server error, 2 usage error.
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+
+#include "cli/cli_common.h"
+
+namespace {
+
+using agentd::cli::kExitServerError;
+using agentd::cli::kExitUsage;
+
+void AddGlobalOptions(CLI::App& app, agentd::cli::GlobalOptions* global) {
+  app.add_option("--addr", global->addr, "agentd address HOST:PORT")
+      ->envname("AGENTD_ADDR")
+      ->capture_default_str();
+  app.add_option("--api-key", global->api_key, "API key, sent as `authorization: Bearer KEY`")
+      ->envname("AGENTD_API_KEY");
+  app.add_option("--timeout", global->timeout_seconds, "Deadline of each call in seconds (0 = none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("-o,--output", global->output, "Output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"agentctl: manage agents and sessions of an agentd server, and talk to them"};
+  app.footer(
+      "Examples:\n"
+      "  agentctl agent create --name helper --model echo\n"
+      "  agentctl session create --agent agt_0123\n"
+      "  agentctl send sess_0123 'hello'\n"
+      "  agentctl events sess_0123 --follow\n"
+      "Environment: AGENTD_ADDR, AGENTD_API_KEY. Exit codes: 0 ok, 1 server error, 2 usage error.");
+  app.set_version_flag("--version", "agentctl 0.1.0");
+  app.fallthrough();  // global options are accepted after the subcommand too
+  app.require_subcommand(1);
+
+  agentd::cli::GlobalOptions global;
+  AddGlobalOptions(app, &global);
+  agentd::cli::Dispatch dispatch;
+  agentd::cli::AddAgentCommands(app, &dispatch);
+  agentd::cli::AddSessionCommands(app, &dispatch);
+  agentd::cli::AddTurnCommands(app, &dispatch);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+  if (!dispatch.action) return agentd::cli::UsageError("no command given");
+  try {
+    agentd::cli::Connection connection(global);
+    return dispatch.action(connection);
+  } catch (const std::exception& e) {
+    std::cerr << "error: INTERNAL: " << e.what() << std::endl;
+    return kExitServerError;
+  }
+}

@@ -1,0 +1,61 @@
+#include "rpc/agent_service.h"
+
+#include "rpc/rpc_context.h"
+
+namespace agentd::rpc {
+namespace {
+
+template <typename T>
+absl::Status Assign(absl::StatusOr<T> value, T* out) {
+  if (value.ok()) *out = *std::move(value);
+  return value.status();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AgentServiceImpl::CreateAgent(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateAgentRequest* request,
+                                                        v1::Agent* response) {
+  CallScope scope(ctx, "CreateAgent");
+  return FinishUnary(ctx, scope,
+                     Assign(agents_->Create(scope.identity().project_id, request->agent()), response));
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::GetAgent(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetAgentRequest* request,
+                                                     v1::Agent* response) {
+  CallScope scope(ctx, "GetAgent");
+  return FinishUnary(
+      ctx, scope,
+      Assign(agents_->Get(scope.identity().project_id, request->agent_id(), request->version()),
+             response));
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListAgentsRequest* request,
+                                                       v1::ListAgentsResponse* response) {
+  CallScope scope(ctx, "ListAgents");
+  auto page = agents_->List(scope.identity().project_id, request->page_size(), request->page_token());
+  if (page.ok()) {
+    for (auto& a : page->agents) *response->add_agents() = std::move(a);
+    response->set_next_page_token(page->next_page_token);
+  }
+  return FinishUnary(ctx, scope, page.status());
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::UpdateAgent(grpc::CallbackServerContext* ctx,
+                                                        const v1::UpdateAgentRequest* request,
+                                                        v1::Agent* response) {
+  CallScope scope(ctx, "UpdateAgent");
+  return FinishUnary(ctx, scope,
+                     Assign(agents_->Update(scope.identity().project_id, request->agent()), response));
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::DeleteAgent(grpc::CallbackServerContext* ctx,
+                                                        const v1::DeleteAgentRequest* request,
+                                                        google::protobuf::Empty*) {
+  CallScope scope(ctx, "DeleteAgent");
+  return FinishUnary(ctx, scope, agents_->Delete(scope.identity().project_id, request->agent_id()));
+}
+
+}  // namespace agentd::rpc

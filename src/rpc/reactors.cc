@@ -1,0 +1,331 @@
+#include "rpc/reactors.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/ids.h"
+#include "runtime/limits.h"
+
+namespace agentd::rpc {
+namespace {
+
+// ---- RunTurn ------------------------------------------------------------------------------
+
+class RunTurnReactor final : public grpc::ServerUnaryReactor {
+ public:
+  RunTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
+                 v1::TurnResult* response)
+      : scope_(ctx, "RunTurn"), sessions_(sessions), response_(response) {}
+
+  void Start(const v1::RunTurnRequest& request) {
+    class Observer final : public runtime::TurnObserver {
+     public:
+      explicit Observer(RunTurnReactor* r) : r_(r) {}
+      void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
+        if (status.ok()) *r_->response_ = result;
+        r_->Finish(r_->scope_.Done(status));
+      }
+
+     private:
+      RunTurnReactor* r_;
+    };
+    auto turn = sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
+                                      std::make_shared<Observer>(this));
+    bool abandon = false;
+    {
+      absl::MutexLock lock(&mu_);
+      turn_ = turn;
+      abandon = cancelled_;
+    }
+    if (abandon) sessions_->Abandon(turn);
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<runtime::Turn> turn;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      turn = turn_;
+    }
+    if (turn) sessions_->Abandon(turn);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  CallScope scope_;
+  runtime::SessionManager* sessions_;
+  v1::TurnResult* response_;
+  absl::Mutex mu_;
+  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// ---- Ordered writer shared by the streaming reactors ----------------------------------------
+
+// Queues messages and writes them one at a time; finishes once the queue is drained after
+// FinishWhenDrained(). Subclasses supply OnDone cleanup.
+template <typename Msg>
+class QueuedWriter : public grpc::ServerWriteReactor<Msg> {
+ public:
+  /// Queues `msg`; false if the queue is over `limit` (the caller decides what to do).
+  bool Push(Msg msg, size_t limit = SIZE_MAX) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_ || broken_) return true;
+    if (queue_.size() >= limit) return false;
+    queue_.push_back(std::move(msg));
+    if (!writing_) WriteFrontLocked();
+    return true;
+  }
+
+  void FinishWhenDrained(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    finishing_ = true;
+    final_ = std::move(status);
+    if (!writing_) this->Finish(*final_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    queue_.pop_front();
+    if (!ok) {
+      broken_ = true;
+      queue_.clear();
+    }
+    if (!queue_.empty()) {
+      WriteFrontLocked();
+    } else if (finishing_) {
+      this->Finish(*final_);
+    }
+  }
+
+ private:
+  void WriteFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    this->StartWrite(&queue_.front());
+  }
+
+  absl::Mutex mu_;
+  std::deque<Msg> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
+};
+
+// ---- StreamTurn ---------------------------------------------------------------------------
+
+class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
+ public:
+  StreamTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions)
+      : scope_(ctx, "StreamTurn"), sessions_(sessions) {}
+
+  void Start(const v1::RunTurnRequest& request) {
+    class Observer final : public runtime::TurnObserver {
+     public:
+      explicit Observer(StreamTurnReactor* r) : r_(r) {}
+      bool WantsDeltas() const override { return true; }
+      void OnEvents(const std::vector<v1::Event>& events) override {
+        for (const v1::Event& e : events) {
+          v1::TurnEvent te;
+          *te.mutable_event() = e;
+          r_->Push(std::move(te));
+        }
+      }
+      void OnDelta(absl::string_view text) override {
+        v1::TurnEvent te;
+        te.mutable_delta()->set_text(std::string(text));
+        r_->Push(std::move(te));
+      }
+      void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
+        if (!result.turn_id().empty()) {
+          v1::TurnEvent te;
+          *te.mutable_result() = result;
+          r_->Push(std::move(te));
+        }
+        r_->FinishWhenDrained(r_->scope_.Done(status));
+      }
+
+     private:
+      StreamTurnReactor* r_;
+    };
+    auto turn = sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
+                                      std::make_shared<Observer>(this));
+    bool abandon = false;
+    {
+      absl::MutexLock lock(&mu_);
+      turn_ = turn;
+      abandon = cancelled_;
+    }
+    if (abandon) sessions_->Abandon(turn);
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<runtime::Turn> turn;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      turn = turn_;
+    }
+    if (turn) sessions_->Abandon(turn);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  CallScope scope_;
+  runtime::SessionManager* sessions_;
+  absl::Mutex mu_;
+  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// ---- WatchEvents --------------------------------------------------------------------------
+
+// Most events a watcher may have queued before it is cut off (it can resume from its cursor).
+constexpr size_t kMaxWatchBacklog = 100000;
+
+class WatchReactor final : public QueuedWriter<v1::Event> {
+ public:
+  WatchReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions)
+      : scope_(ctx, "WatchEvents"), sessions_(sessions) {}
+
+  void Start(const v1::WatchEventsRequest& request) {
+    const std::string& project = scope_.identity().project_id;
+    absl::Status st = ValidateId("session_id", request.session_id());
+    if (st.ok() && request.after_seq() < 0) st = absl::InvalidArgumentError("after_seq must be >= 0");
+    if (st.ok()) st = sessions_->Get(project, request.session_id()).status();
+    if (!st.ok()) {
+      FinishWhenDrained(scope_.Done(st));
+      return;
+    }
+    key_ = runtime::EventHub::Key(project, request.session_id());
+    {
+      absl::MutexLock lock(&mu_);
+      last_seq_ = request.after_seq();
+    }
+    // Subscribe first, then read history: every event is either in the history read or
+    // published to us afterwards; duplicates are dropped by seq.
+    subscription_ = sessions_->hub()->Subscribe(
+        key_, {[this](const std::vector<v1::Event>& events) { OnLive(events); },
+               [this]() { End(absl::NotFoundError("session was deleted")); }});
+    int64_t after = request.after_seq();
+    for (;;) {
+      auto page = sessions_->store()->ReadEvents(project, request.session_id(), after, 500);
+      if (!page.ok()) {
+        End(page.status());
+        return;
+      }
+      if (page->empty()) break;
+      after = page->back().seq();
+      absl::MutexLock lock(&mu_);
+      DeliverLocked(*page);
+    }
+    bool overflow;
+    {
+      absl::MutexLock lock(&mu_);
+      live_ = true;
+      DeliverLocked(buffered_);
+      buffered_.clear();
+      overflow = overflow_;
+    }
+    if (overflow) EndOverflow();
+  }
+
+  void OnCancel() override { End(absl::CancelledError("watch cancelled by the client")); }
+
+  void OnDone() override {
+    Unsubscribe();
+    delete this;
+  }
+
+ private:
+  void OnLive(const std::vector<v1::Event>& events) {
+    bool overflow;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!live_) {
+        buffered_.insert(buffered_.end(), events.begin(), events.end());
+        return;
+      }
+      DeliverLocked(events);
+      overflow = overflow_;
+    }
+    if (overflow) EndOverflow();
+  }
+
+  // Queues events newer than the last one queued, in order.
+  void DeliverLocked(const std::vector<v1::Event>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const v1::Event& e : events) {
+      if (overflow_ || e.seq() <= last_seq_) continue;
+      if (!Push(e, kMaxWatchBacklog)) {
+        overflow_ = true;
+        return;
+      }
+      last_seq_ = e.seq();
+    }
+  }
+
+  void EndOverflow() {
+    End(absl::ResourceExhaustedError(
+        "watcher fell too far behind; reconnect with after_seq set to the last seq received"));
+  }
+
+  void End(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return;
+      ended_ = true;
+    }
+    FinishWhenDrained(scope_.Done(status));
+  }
+
+  void Unsubscribe() {
+    if (subscription_ != 0) sessions_->hub()->Unsubscribe(key_, subscription_);
+    subscription_ = 0;
+  }
+
+  CallScope scope_;
+  runtime::SessionManager* sessions_;
+  std::string key_;
+  uint64_t subscription_ = 0;
+  absl::Mutex mu_;
+  int64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool live_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<v1::Event> buffered_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* StartRunTurn(grpc::CallbackServerContext* ctx,
+                                       runtime::SessionManager* sessions,
+                                       const v1::RunTurnRequest* request, v1::TurnResult* response) {
+  auto* reactor = new RunTurnReactor(ctx, sessions, response);
+  reactor->Start(*request);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::TurnEvent>* StartStreamTurn(grpc::CallbackServerContext* ctx,
+                                                         runtime::SessionManager* sessions,
+                                                         const v1::RunTurnRequest* request) {
+  auto* reactor = new StreamTurnReactor(ctx, sessions);
+  reactor->Start(*request);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::Event>* StartWatch(grpc::CallbackServerContext* ctx,
+                                                runtime::SessionManager* sessions,
+                                                const v1::WatchEventsRequest* request) {
+  auto* reactor = new WatchReactor(ctx, sessions);
+  reactor->Start(*request);
+  return reactor;
+}
+
+}  // namespace agentd::rpc

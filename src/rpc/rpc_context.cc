@@ -1,0 +1,63 @@
+#include "rpc/rpc_context.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "common/ids.h"
+
+namespace agentd::rpc {
+namespace {
+
+std::string Metadata(const grpc::CallbackServerContext* ctx, const char* name) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(name);
+  if (it == md.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+CallScope::CallScope(grpc::CallbackServerContext* ctx, const char* method)
+    : method_(method), start_(absl::Now()) {
+  std::string given = Metadata(ctx, "x-agentd-request-id");
+  request_id_ = (!given.empty() && ValidateId("request id", given).ok()) ? given : NewId("req_");
+  ctx->AddInitialMetadata("x-agentd-request-id", request_id_);
+  const auto dl = ctx->deadline();
+  const auto now = std::chrono::system_clock::now();
+  deadline_ = (dl - now > std::chrono::hours(24 * 365)) ? absl::InfiniteFuture() : absl::FromChrono(dl);
+}
+
+grpc::Status CallScope::Done(const absl::Status& status) const {
+  const double ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
+  if (status.ok()) {
+    spdlog::debug("[{}] {} OK {:.3f}ms", request_id_, method_, ms);
+  } else if (status.code() == absl::StatusCode::kInternal ||
+             status.code() == absl::StatusCode::kDataLoss ||
+             status.code() == absl::StatusCode::kUnknown) {
+    spdlog::error("[{}] {} {} {:.3f}ms: {}", request_id_, method_,
+                  absl::StatusCodeToString(status.code()), ms, std::string(status.message()));
+  } else {
+    spdlog::info("[{}] {} {} {:.3f}ms: {}", request_id_, method_,
+                 absl::StatusCodeToString(status.code()), ms, std::string(status.message()));
+  }
+  return ToGrpcStatus(status);
+}
+
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const CallScope& scope,
+                                      const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(scope.Done(status));
+  return reactor;
+}
+
+std::string SessionHeader(const grpc::CallbackServerContext* ctx) {
+  return Metadata(ctx, "x-agentd-session");
+}
+
+}  // namespace agentd::rpc

@@ -1,0 +1,44 @@
+// SessionService over gRPC. Unary RPCs map straight onto SessionManager; RunTurn, StreamTurn,
+// CancelTurn and WatchEvents use reactors (reactors.h) so no gRPC thread waits on a model.
+#pragma once
+
+#include "agentd/v1/session.grpc.pb.h"
+#include "runtime/session_manager.h"
+
+namespace agentd::rpc {
+
+class SessionServiceImpl final : public v1::SessionService::CallbackService {
+ public:
+  explicit SessionServiceImpl(runtime::SessionManager* sessions) : sessions_(sessions) {}
+
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateSessionRequest* request,
+                                          v1::Session* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx,
+                                       const v1::GetSessionRequest* request,
+                                       v1::Session* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteSessionRequest* request,
+                                          google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* RunTurn(grpc::CallbackServerContext* ctx,
+                                    const v1::RunTurnRequest* request,
+                                    v1::TurnResult* response) override;
+  grpc::ServerWriteReactor<v1::TurnEvent>* StreamTurn(grpc::CallbackServerContext* ctx,
+                                                      const v1::RunTurnRequest* request) override;
+  grpc::ServerUnaryReactor* CancelTurn(grpc::CallbackServerContext* ctx,
+                                       const v1::CancelTurnRequest* request,
+                                       v1::TurnResult* response) override;
+  grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* ctx,
+                                       const v1::ListEventsRequest* request,
+                                       v1::ListEventsResponse* response) override;
+  grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchEventsRequest* request) override;
+
+ private:
+  runtime::SessionManager* sessions_;
+};
+
+}  // namespace agentd::rpc

@@ -1,0 +1,426 @@
+#include "runtime/turn.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "runtime/context_builder.h"
+#include "runtime/validation.h"
+
+namespace agentd::runtime {
+namespace {
+
+void AddUsage(v1::Usage* into, const v1::Usage& add) {
+  into->set_input_tokens(into->input_tokens() + add.input_tokens());
+  into->set_output_tokens(into->output_tokens() + add.output_tokens());
+  into->set_model_calls(into->model_calls() + add.model_calls());
+  into->set_cost_usd(into->cost_usd() + add.cost_usd());
+}
+
+// Pending calls and answers must match one to one (ids of results are unique, validated).
+absl::Status MatchToolResults(const v1::Session& s, const v1::RunTurnRequest& request) {
+  std::vector<std::string> pending_ids;
+  for (const v1::ToolCall& c : s.pending_tool_calls()) pending_ids.push_back(c.id());
+  if (s.status() != v1::SESSION_STATUS_REQUIRES_ACTION) {
+    if (request.tool_results().empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session \"", s.session_id(), "\" has no pending tool calls; unexpected result for \"",
+        request.tool_results(0).tool_call_id(), "\""));
+  }
+  if (request.tool_results().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session \"", s.session_id(), "\" is waiting for tool results for calls: ",
+                     absl::StrJoin(pending_ids, ", ")));
+  }
+  for (const v1::ToolResult& r : request.tool_results()) {
+    if (std::find(pending_ids.begin(), pending_ids.end(), r.tool_call_id()) == pending_ids.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tool result for \"", r.tool_call_id(), "\" matches no pending tool call (pending: ",
+          absl::StrJoin(pending_ids, ", "), ")"));
+    }
+  }
+  if (request.tool_results_size() != static_cast<int>(pending_ids.size())) {
+    std::vector<std::string> missing;
+    for (const std::string& id : pending_ids) {
+      bool found = false;
+      for (const v1::ToolResult& r : request.tool_results()) found |= r.tool_call_id() == id;
+      if (!found) missing.push_back(id);
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("missing tool results for calls: ", absl::StrJoin(missing, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Turn::Turn(TurnDeps deps, std::string project_id, v1::RunTurnRequest request, std::string digest,
+           absl::Time deadline, std::shared_ptr<TurnObserver> observer,
+           std::function<void(Turn*)> on_finished)
+    : deps_(deps),
+      project_id_(std::move(project_id)),
+      request_(std::move(request)),
+      digest_(std::move(digest)),
+      deadline_(deadline),
+      observer_(std::move(observer)),
+      on_finished_(std::move(on_finished)),
+      turn_id_(NewId("turn_")) {}
+
+void Turn::Begin() {
+  began_ = true;
+  absl::Status st = Prepare();
+  if (!st.ok()) {
+    Deliver(st, v1::TurnResult());  // nothing was appended
+    return;
+  }
+  RunStep();
+}
+
+absl::Status Turn::Prepare() {
+  auto rec = deps_.store->GetSession(project_id_, request_.session_id());
+  if (absl::IsNotFound(rec.status())) {
+    return absl::NotFoundError(absl::StrCat("session \"", request_.session_id(), "\" not found"));
+  }
+  AGENTD_RETURN_IF_ERROR(rec.status());
+  record_ = *std::move(rec);
+  const v1::Session& s = record_.session();
+  if (request_.expected_last_seq() != 0 && request_.expected_last_seq() != s.last_seq()) {
+    return absl::AbortedError(absl::StrCat("expected_last_seq ", request_.expected_last_seq(),
+                                           " does not match the session's last_seq ", s.last_seq()));
+  }
+  AGENTD_RETURN_IF_ERROR(MatchToolResults(s, request_));
+  if (absl::Now() >= deadline_) return absl::DeadlineExceededError("deadline passed before the turn started");
+
+  auto agent = deps_.store->GetAgent(project_id_, s.agent_id(), s.agent_version(),
+                                     /*include_deleted=*/true);
+  if (!agent.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent \"", s.agent_id(), "\" version ", s.agent_version(), " of this session is gone"));
+  }
+  agent_ = *std::move(agent);
+  model_ = request_.model_override().empty() ? agent_.model() : request_.model_override();
+  if (!deps_.router->HasModel(model_)) {
+    return absl::InvalidArgumentError(absl::StrCat("model \"", model_, "\" is not configured"));
+  }
+  max_steps_ = agent_.max_steps_per_turn() > 0 ? agent_.max_steps_per_turn() : deps_.default_max_steps;
+  for (const v1::ToolSpec& t : agent_.tools()) tools_.emplace(t.name(), t);
+
+  for (int64_t after = 0;;) {
+    AGENTD_ASSIGN_OR_RETURN(auto page,
+                            deps_.store->ReadEvents(project_id_, s.session_id(), after, 1000));
+    if (page.empty()) break;
+    after = page.back().seq();
+    for (auto& e : page) history_.push_back(std::move(e));
+  }
+
+  next_seq_ = s.last_seq() + 1;
+  v1::Event& started = AddEvent(v1::EVENT_TYPE_TURN_STARTED);
+  started.mutable_turn()->set_turn_id(turn_id_);
+  started.mutable_turn()->set_idempotency_key(request_.idempotency_key());
+  for (const v1::ToolResult& r : request_.tool_results()) {
+    *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = r;
+  }
+  for (const v1::InputMessage& in : request_.input()) {
+    v1::Message* m = AddEvent(v1::EVENT_TYPE_MESSAGE).mutable_message();
+    m->set_role(in.role() == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : in.role());
+    m->set_text(in.text());
+  }
+  if (!request_.tool_results().empty()) {
+    answered_calls_.assign(s.pending_tool_calls().begin(), s.pending_tool_calls().end());
+  }
+  v1::Session* ms = record_.mutable_session();
+  ms->set_status(v1::SESSION_STATUS_RUNNING);
+  ms->clear_pending_tool_calls();
+  record_.set_running_turn_id(turn_id_);
+  *record_.mutable_answered_tool_calls() = {answered_calls_.begin(), answered_calls_.end()};
+  return absl::OkStatus();
+}
+
+v1::Event& Turn::AddEvent(v1::EventType type) {
+  v1::Event& e = turn_events_.emplace_back();
+  e.set_session_id(request_.session_id());
+  e.set_seq(next_seq_++);
+  e.set_turn_id(turn_id_);
+  *e.mutable_time() = NowProto();
+  e.set_type(type);
+  return e;
+}
+
+void Turn::RunStep() {
+  std::optional<Outcome> cancelled;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) {
+      cancelled = Outcome{v1::TURN_STATUS_CANCELLED, absl::Status(cancel_code_, cancel_reason_),
+                          cancel_reason_};
+    }
+  }
+  if (cancelled) {
+    FinishTurn(*std::move(cancelled));
+    return;
+  }
+  if (absl::Now() >= deadline_) {
+    Fail(absl::DeadlineExceededError("turn deadline exceeded"));
+    return;
+  }
+  if (steps_ >= max_steps_) {
+    FinishTurn({v1::TURN_STATUS_FAILED, absl::OkStatus(),
+                absl::StrCat("max_steps_per_turn (", max_steps_, ") reached")});
+    return;
+  }
+  const int32_t step = ++steps_;
+  backend::ModelRequest req;
+  req.model = model_;
+  req.messages = BuildContext(agent_, history_, turn_events_);
+  req.tools = ToolDefinitions(agent_);
+  req.deadline = deadline_;
+  req.stream = observer_->WantsDeltas();
+  {
+    absl::MutexLock lock(&mu_);
+    step_in_flight_ = step;
+  }
+  auto self = shared_from_this();
+  backend::ModelCallbacks callbacks;
+  if (req.stream) callbacks.on_delta = [self](absl::string_view text) { self->observer_->OnDelta(text); };
+  callbacks.on_done = [self](absl::StatusOr<backend::ModelResponse> r) {
+    self->OnModelDone(std::move(r));
+  };
+  std::shared_ptr<backend::ModelCall> call = deps_.router->Start(std::move(req), std::move(callbacks));
+
+  bool cancel_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (step_in_flight_ == step) {  // the model has not answered inline
+      call_ = call;
+      cancel_now = cancelled_;
+      if (committed_ == 0) {
+        // Make the turn's opening durable (and visible) while the model works.
+        start_commit_status_ = Commit(/*final_write=*/false, "", nullptr);
+        cancel_now = cancel_now || !start_commit_status_.ok();
+      }
+    }
+  }
+  if (cancel_now) call->Cancel();
+}
+
+void Turn::OnModelDone(absl::StatusOr<backend::ModelResponse> response) {
+  bool cancelled;
+  absl::Status commit_status;
+  Outcome cancel_outcome;
+  {
+    absl::MutexLock lock(&mu_);  // waits for an opening commit in progress
+    step_in_flight_ = 0;
+    call_.reset();
+    cancelled = cancelled_;
+    commit_status = start_commit_status_;
+    cancel_outcome = {v1::TURN_STATUS_CANCELLED, absl::Status(cancel_code_, cancel_reason_),
+                      cancel_reason_};
+  }
+  if (!commit_status.ok()) {
+    Deliver(commit_status, v1::TurnResult());
+    return;
+  }
+  if (!response.ok()) {
+    if (cancelled) {
+      FinishTurn(std::move(cancel_outcome));
+    } else {
+      Fail(response.status());
+    }
+    return;
+  }
+  backend::ModelResponse& r = *response;
+  v1::Usage step_usage;
+  step_usage.set_input_tokens(r.input_tokens);
+  step_usage.set_output_tokens(r.output_tokens);
+  step_usage.set_model_calls(1);
+  step_usage.set_cost_usd(deps_.router->Cost(model_, r.input_tokens, r.output_tokens));
+  AddUsage(&usage_, step_usage);
+  AddUsage(record_.mutable_session()->mutable_usage(), step_usage);
+
+  for (v1::ToolCall& c : r.tool_calls) {
+    if (c.id().empty()) c.set_id(NewId("call_"));
+  }
+  {
+    v1::Message* m = AddEvent(v1::EVENT_TYPE_MESSAGE).mutable_message();
+    m->set_role(v1::ROLE_ASSISTANT);
+    m->set_text(r.text);
+    m->set_model(r.served_by.empty() ? model_ : absl::StrCat(model_, " (", r.served_by, ")"));
+    *m->mutable_usage() = step_usage;
+    for (const v1::ToolCall& c : r.tool_calls) *m->add_tool_calls() = c;
+  }
+  output_text_ = r.text;
+  for (const v1::ToolCall& c : r.tool_calls) *AddEvent(v1::EVENT_TYPE_TOOL_CALL).mutable_tool_call() = c;
+
+  client_calls_.clear();
+  for (const v1::ToolCall& c : r.tool_calls) {
+    auto it = tools_.find(c.name());
+    std::string error;
+    if (it == tools_.end()) {
+      error = absl::StrCat("error: tool \"", c.name(), "\" is not available to this agent");
+    } else if (!c.arguments_json().empty() &&
+               !ValidateJson("arguments", c.arguments_json(), /*want_object=*/true).ok()) {
+      error = absl::StrCat("error: arguments for tool \"", c.name(), "\" are not a JSON object");
+    }
+    if (!error.empty()) {
+      v1::ToolResult* tr = AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
+      tr->set_tool_call_id(c.id());
+      tr->set_output(error);
+      tr->set_is_error(true);
+      continue;
+    }
+    client_calls_.push_back(c);  // every valid tool is CLIENT for now (no builtins yet)
+  }
+  if (!client_calls_.empty()) {
+    FinishTurn({v1::TURN_STATUS_REQUIRES_ACTION, absl::OkStatus(), ""});
+  } else if (!r.tool_calls.empty()) {
+    // Only failed calls: their errors go back to the model in the next step.
+    absl::Status st = Commit(/*final_write=*/false, "", nullptr);
+    if (!st.ok()) {
+      Deliver(st, v1::TurnResult());
+      return;
+    }
+    RunStep();
+  } else {
+    FinishTurn({v1::TURN_STATUS_COMPLETED, absl::OkStatus(), ""});
+  }
+}
+
+void Turn::SealPendingEvents() {
+  for (size_t i = committed_; i < turn_events_.size(); ++i) {
+    turn_events_[i].set_token_estimate(EstimateEventTokens(turn_events_[i]));
+  }
+}
+
+absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
+                          const storage::IdempotencyRecord* idem) {
+  SealPendingEvents();
+  store::SessionWrite w;
+  w.project_id = project_id_;
+  w.session_id = request_.session_id();
+  w.expected_revision = record_.revision();
+  w.events.assign(turn_events_.begin() + committed_, turn_events_.end());
+  v1::Session* s = record_.mutable_session();
+  s->set_last_seq(next_seq_ - 1);
+  *s->mutable_update_time() = NowProto();
+  w.record = record_;
+  if (idem != nullptr && !idempotency_key.empty()) {
+    w.idempotency_key = idempotency_key;
+    w.idempotency = *idem;
+  }
+  AGENTD_RETURN_IF_ERROR(deps_.store->CommitSessionWrite(w));
+  record_.set_revision(record_.revision() + 1);
+  committed_ = turn_events_.size();
+  deps_.hub->Publish(EventHub::Key(project_id_, request_.session_id()), w.events);
+  observer_->OnEvents(w.events);
+  return absl::OkStatus();
+}
+
+void Turn::Fail(const absl::Status& status) {
+  FinishTurn({v1::TURN_STATUS_FAILED, status, std::string(status.message())});
+}
+
+void Turn::FinishTurn(Outcome outcome) {
+  const bool ok_end = outcome.status == v1::TURN_STATUS_COMPLETED ||
+                      outcome.status == v1::TURN_STATUS_REQUIRES_ACTION;
+  v1::Event& marker = AddEvent(ok_end ? v1::EVENT_TYPE_TURN_COMPLETED : v1::EVENT_TYPE_TURN_FAILED);
+  v1::TurnMarker* tm = marker.mutable_turn();
+  tm->set_turn_id(turn_id_);
+  tm->set_status(outcome.status);
+  tm->set_error(outcome.error);
+  *tm->mutable_usage() = usage_;
+  tm->set_idempotency_key(request_.idempotency_key());
+
+  v1::Session* s = record_.mutable_session();
+  record_.clear_running_turn_id();
+  record_.clear_answered_tool_calls();
+  s->clear_pending_tool_calls();
+  if (outcome.status == v1::TURN_STATUS_COMPLETED) {
+    s->set_status(v1::SESSION_STATUS_IDLE);
+  } else if (outcome.status == v1::TURN_STATUS_REQUIRES_ACTION) {
+    s->set_status(v1::SESSION_STATUS_REQUIRES_ACTION);
+    for (const v1::ToolCall& c : client_calls_) *s->add_pending_tool_calls() = c;
+  } else if (!answered_calls_.empty()) {
+    // The failed turn's tool results are not part of later contexts: ask for them again.
+    s->set_status(v1::SESSION_STATUS_REQUIRES_ACTION);
+    for (const v1::ToolCall& c : answered_calls_) *s->add_pending_tool_calls() = c;
+  } else {
+    s->set_status(outcome.status == v1::TURN_STATUS_CANCELLED ? v1::SESSION_STATUS_IDLE
+                                                              : v1::SESSION_STATUS_FAILED);
+  }
+
+  SealPendingEvents();
+  v1::TurnResult result;
+  result.set_turn_id(turn_id_);
+  result.set_status(outcome.status);
+  if (ok_end) result.set_output_text(output_text_);
+  if (outcome.status == v1::TURN_STATUS_REQUIRES_ACTION) {
+    for (const v1::ToolCall& c : client_calls_) *result.add_required_tool_calls() = c;
+  }
+  for (const v1::Event& e : turn_events_) *result.add_events() = e;
+  *result.mutable_usage() = usage_;
+  result.set_last_seq(next_seq_ - 1);
+  result.set_error(outcome.error);
+
+  storage::IdempotencyRecord idem;
+  const bool remember = !request_.idempotency_key().empty() && outcome.call_status.ok();
+  if (remember) {
+    idem.set_request_digest(digest_);
+    idem.set_result(result.SerializeAsString());
+    *idem.mutable_create_time() = NowProto();
+  }
+  absl::Status st = Commit(/*final_write=*/true, request_.idempotency_key(), remember ? &idem : nullptr);
+  if (!st.ok()) {
+    Deliver(st, v1::TurnResult());
+    return;
+  }
+  Deliver(outcome.call_status, result);
+}
+
+void Turn::FinishWithoutRunning(const absl::Status& status) { Deliver(status, v1::TurnResult()); }
+
+void Turn::Cancel(const std::string& reason, absl::StatusCode code) {
+  std::shared_ptr<backend::ModelCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || cancelled_) return;
+    cancelled_ = true;
+    cancel_reason_ = reason;
+    cancel_code_ = code;
+    call = call_;
+  }
+  if (call) call->Cancel();
+}
+
+void Turn::AddFinishListener(std::function<void(const absl::Status&, const v1::TurnResult&)> fn) {
+  absl::Status status;
+  v1::TurnResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!finished_) {
+      listeners_.push_back(std::move(fn));
+      return;
+    }
+    status = final_status_;
+    result = final_result_;
+  }
+  fn(status, result);
+}
+
+void Turn::Deliver(const absl::Status& status, const v1::TurnResult& result) {
+  std::vector<std::function<void(const absl::Status&, const v1::TurnResult&)>> listeners;
+  {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    final_status_ = status;
+    final_result_ = result;
+    listeners.swap(listeners_);
+  }
+  observer_->OnFinish(status, result);
+  for (auto& fn : listeners) fn(status, result);
+  if (on_finished_) on_finished_(this);
+}
+
+}  // namespace agentd::runtime

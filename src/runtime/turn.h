@@ -1,0 +1,132 @@
+// Turn: one run of the model/tool loop on a session, from its input to a TurnResult.
+//
+// Lifecycle: SessionManager creates a Turn, calls Begin() when it is the session's turn, and is
+// told through the `on_finished` callback when the turn is over. Begin() may complete the whole
+// turn inline (the echo model answers inline) or return while the model call is in flight; the
+// rest then runs on the backend's callback thread. Cancel() is safe from any thread.
+//
+// Durability and ordering: the turn's opening events (TURN_STARTED, tool results, input
+// messages) are committed together with the first model step when the model answers inline, or
+// on their own (so the session shows RUNNING durably) when it does not. Every later step is one
+// WriteBatch. Events reach the observer and the EventHub only after their commit.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agentd/storage/records.pb.h"
+#include "agentd/v1/session.pb.h"
+#include "backend/model_router.h"
+#include "runtime/event_hub.h"
+#include "store/context_store.h"
+
+namespace agentd::runtime {
+
+/// Receives a turn's progress. Calls for one turn never overlap.
+class TurnObserver {
+ public:
+  virtual ~TurnObserver() = default;
+  /// Events of this turn, once durable, in seq order.
+  virtual void OnEvents(const std::vector<v1::Event>& events) {}
+  /// Model text as it arrives (not durable).
+  virtual void OnDelta(absl::string_view text) {}
+  /// Exactly once, last. `status` is the call's status; `result` is meaningful when the turn
+  /// ran (also for some non-OK statuses, e.g. UNAVAILABLE after a recorded failure).
+  virtual void OnFinish(const absl::Status& status, const v1::TurnResult& result) = 0;
+  /// Whether OnDelta is wanted (asks the backend to stream).
+  virtual bool WantsDeltas() const { return false; }
+};
+
+struct TurnDeps {
+  store::ContextStore* store = nullptr;
+  backend::ModelRouter* router = nullptr;
+  EventHub* hub = nullptr;
+  int32_t default_max_steps = 8;
+};
+
+class Turn : public std::enable_shared_from_this<Turn> {
+ public:
+  Turn(TurnDeps deps, std::string project_id, v1::RunTurnRequest request, std::string digest,
+       absl::Time deadline, std::shared_ptr<TurnObserver> observer,
+       std::function<void(Turn*)> on_finished);
+
+  /// Runs the turn. Called once, by the SessionManager, when no other turn runs on the session.
+  void Begin();
+  /// Finishes a turn that never began (cancelled while queued, server draining).
+  void FinishWithoutRunning(const absl::Status& status);
+  /// Stops the turn: the model call is aborted and the turn is recorded as CANCELLED.
+  void Cancel(const std::string& reason, absl::StatusCode code = absl::StatusCode::kOk);
+  /// Calls `fn(status, result)` when the turn finishes (at once if it has).
+  void AddFinishListener(std::function<void(const absl::Status&, const v1::TurnResult&)> fn);
+
+  const std::string& project_id() const { return project_id_; }
+  const v1::RunTurnRequest& request() const { return request_; }
+  const std::string& digest() const { return digest_; }
+  const std::string& turn_id() const { return turn_id_; }
+
+ private:
+  struct Outcome {
+    v1::TurnStatus status = v1::TURN_STATUS_COMPLETED;
+    absl::Status call_status;  // the RPC's status
+    std::string error;
+  };
+
+  absl::Status Prepare();
+  void RunStep();
+  void OnModelDone(absl::StatusOr<backend::ModelResponse> response);
+  v1::Event& AddEvent(v1::EventType type);
+  absl::Status Commit(bool final_write, const std::string& idempotency_key,
+                      const storage::IdempotencyRecord* idem);
+  void FinishTurn(Outcome outcome);
+  void Fail(const absl::Status& status);
+  void Deliver(const absl::Status& status, const v1::TurnResult& result);
+  void SealPendingEvents();
+
+  const TurnDeps deps_;
+  const std::string project_id_;
+  const v1::RunTurnRequest request_;
+  const std::string digest_;
+  const absl::Time deadline_;
+  const std::shared_ptr<TurnObserver> observer_;
+  std::function<void(Turn*)> on_finished_;
+  const std::string turn_id_;
+
+  // Owned by whichever thread drives the turn (one at a time; handed over via mu_).
+  storage::SessionRecord record_;
+  v1::Agent agent_;
+  std::string model_;
+  absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
+  std::vector<v1::Event> history_;      // events before this turn
+  std::vector<v1::Event> turn_events_;  // this turn's events (committed or not)
+  size_t committed_ = 0;                // how many of turn_events_ are durable
+  int64_t next_seq_ = 0;
+  int32_t steps_ = 0;
+  int32_t max_steps_ = 8;
+  v1::Usage usage_;
+  std::vector<v1::ToolCall> answered_calls_;  // pending calls this turn's tool_results answer
+  std::vector<v1::ToolCall> client_calls_;    // calls the client must run (REQUIRES_ACTION)
+  std::string output_text_;
+  bool began_ = false;
+
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
+  absl::StatusCode cancel_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
+  int32_t step_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // step whose model call is running (0 none)
+  std::shared_ptr<backend::ModelCall> call_ ABSL_GUARDED_BY(mu_);
+  absl::Status start_commit_status_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  v1::TurnResult final_result_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const absl::Status&, const v1::TurnResult&)>> listeners_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace agentd::runtime

@@ -1,0 +1,192 @@
+#include "runtime/validation.h"
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "runtime/limits.h"
+
+namespace agentd::runtime {
+namespace {
+
+absl::Status TooLong(const std::string& field, size_t limit) {
+  return absl::InvalidArgumentError(absl::StrCat(field, " is longer than ", limit, " bytes"));
+}
+
+bool IsValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::string>* names) {
+  const std::string field = absl::StrCat("agent.tools[", index, "]");
+  if (tool.name().empty()) return absl::InvalidArgumentError(field + ".name is required");
+  if (tool.name().size() > 64) return TooLong(field + ".name", 64);
+  for (char c : tool.name()) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name \"", tool.name(), "\" may only contain letters, digits, _ and -"));
+    }
+  }
+  if (!names->insert(tool.name()).second) {
+    return absl::InvalidArgumentError(absl::StrCat("agent.tools: duplicate tool name \"", tool.name(), "\""));
+  }
+  if (tool.description().size() > kMaxToolDescriptionBytes) {
+    return TooLong(field + ".description", kMaxToolDescriptionBytes);
+  }
+  if (tool.parameters_json_schema().size() > kMaxSchemaBytes) {
+    return TooLong(field + ".parameters_json_schema", kMaxSchemaBytes);
+  }
+  if (!tool.parameters_json_schema().empty()) {
+    auto st = ValidateJson(field + ".parameters_json_schema", tool.parameters_json_schema(), true);
+    if (!st.ok()) return st;
+  }
+  switch (tool.kind()) {
+    case v1::TOOL_KIND_CLIENT:
+      return absl::OkStatus();
+    case v1::TOOL_KIND_BUILTIN:
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": unknown builtin tool \"", tool.name(), "\" (this server has no builtin tools yet)"));
+    default:
+      return absl::InvalidArgumentError(field + ".kind must be CLIENT or BUILTIN");
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateJson(const std::string& field, const std::string& text, bool want_object) {
+  nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return absl::InvalidArgumentError(field + " is not valid JSON");
+  if (want_object && !parsed.is_object()) {
+    return absl::InvalidArgumentError(field + " must be a JSON object");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMetadata(const google::protobuf::Map<std::string, std::string>& metadata) {
+  if (metadata.size() > kMaxMetadataEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata has more than ", kMaxMetadataEntries, " entries"));
+  }
+  for (const auto& [k, v] : metadata) {
+    if (k.empty()) return absl::InvalidArgumentError("metadata keys must not be empty");
+    if (k.size() > kMaxMetadataKeyBytes) return TooLong("metadata key", kMaxMetadataKeyBytes);
+    if (v.size() > kMaxMetadataValueBytes) {
+      return TooLong(absl::StrCat("metadata[\"", k, "\"]"), kMaxMetadataValueBytes);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAgentSpec(const v1::Agent& agent,
+                               const std::function<bool(const std::string&)>& model_exists) {
+  if (agent.name().size() > kMaxNameBytes) return TooLong("agent.name", kMaxNameBytes);
+  if (agent.model().empty()) return absl::InvalidArgumentError("agent.model is required");
+  if (!model_exists(agent.model())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent.model \"", agent.model(), "\" is not a configured model"));
+  }
+  if (agent.instructions().size() > kMaxInstructionsBytes) {
+    return TooLong("agent.instructions", kMaxInstructionsBytes);
+  }
+  if (!IsValidUtf8(agent.instructions()) || !IsValidUtf8(agent.name())) {
+    return absl::InvalidArgumentError("agent.name and agent.instructions must be UTF-8");
+  }
+  if (agent.tools_size() > static_cast<int>(kMaxTools)) {
+    return absl::InvalidArgumentError(absl::StrCat("agent.tools has more than ", kMaxTools, " tools"));
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < agent.tools_size(); ++i) {
+    auto st = ValidateTool(agent.tools(i), i, &names);
+    if (!st.ok()) return st;
+  }
+  const v1::ContextPolicy& cp = agent.context_policy();
+  if (cp.max_context_tokens() < 0 || cp.max_context_tokens() > kMaxContextTokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "agent.context_policy.max_context_tokens must be between 0 and ", kMaxContextTokens));
+  }
+  if (cp.keep_last_events() < 0) {
+    return absl::InvalidArgumentError("agent.context_policy.keep_last_events must be >= 0");
+  }
+  if (!v1::ContextStrategy_IsValid(cp.strategy())) {
+    return absl::InvalidArgumentError("agent.context_policy.strategy is not a known strategy");
+  }
+  if (agent.max_steps_per_turn() < 0 || agent.max_steps_per_turn() > kMaxStepsPerTurn) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent.max_steps_per_turn must be between 0 and ", kMaxStepsPerTurn));
+  }
+  return ValidateMetadata(agent.metadata());
+}
+
+absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request) {
+  auto st = ValidateId("session_id", request.session_id());
+  if (!st.ok()) return st;
+  if (!request.idempotency_key().empty()) {
+    st = ValidateId("idempotency_key", request.idempotency_key());
+    if (!st.ok()) return st;
+  }
+  if (request.input().empty() && request.tool_results().empty()) {
+    return absl::InvalidArgumentError("a turn needs input messages or tool_results");
+  }
+  if (request.input_size() > static_cast<int>(kMaxInputMessages)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input has more than ", kMaxInputMessages, " messages"));
+  }
+  for (int i = 0; i < request.input_size(); ++i) {
+    const v1::InputMessage& m = request.input(i);
+    const std::string field = absl::StrCat("input[", i, "]");
+    if (m.role() != v1::ROLE_USER && m.role() != v1::ROLE_SYSTEM &&
+        m.role() != v1::ROLE_ASSISTANT && m.role() != v1::ROLE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          field + ".role must be USER, SYSTEM or ASSISTANT (tool output goes in tool_results)");
+    }
+    if (m.text().size() > kMaxTextBytes) return TooLong(field + ".text", kMaxTextBytes);
+    if (!IsValidUtf8(m.text())) return absl::InvalidArgumentError(field + ".text must be UTF-8");
+  }
+  if (request.tool_results_size() > static_cast<int>(kMaxToolResults)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tool_results has more than ", kMaxToolResults, " entries"));
+  }
+  std::set<std::string> ids;
+  for (int i = 0; i < request.tool_results_size(); ++i) {
+    const v1::ToolResult& r = request.tool_results(i);
+    const std::string field = absl::StrCat("tool_results[", i, "]");
+    if (r.tool_call_id().empty()) return absl::InvalidArgumentError(field + ".tool_call_id is required");
+    if (r.tool_call_id().size() > 256) return TooLong(field + ".tool_call_id", 256);
+    if (!ids.insert(r.tool_call_id()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tool_results: duplicate result for tool call \"", r.tool_call_id(), "\""));
+    }
+    if (r.output().size() > kMaxTextBytes) return TooLong(field + ".output", kMaxTextBytes);
+    if (!IsValidUtf8(r.output())) return absl::InvalidArgumentError(field + ".output must be UTF-8");
+  }
+  if (request.expected_last_seq() < 0) {
+    return absl::InvalidArgumentError("expected_last_seq must be >= 0");
+  }
+  if (!v1::BusyPolicy_IsValid(request.on_busy())) {
+    return absl::InvalidArgumentError("on_busy is not a known busy policy");
+  }
+  if (request.model_override().size() > kMaxNameBytes) {
+    return TooLong("model_override", kMaxNameBytes);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> NormalizePageSize(int32_t page_size, int32_t default_size) {
+  if (page_size < 0) return absl::InvalidArgumentError("page_size must be >= 0");
+  if (page_size == 0) return default_size;
+  return std::min(page_size, kMaxPageSize);
+}
+
+}  // namespace agentd::runtime

@@ -1,0 +1,32 @@
+// Request validation: shape, sizes and JSON. Pure functions; INVALID_ARGUMENT naming the field.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agentd/v1/agent.pb.h"
+#include "agentd/v1/session.pb.h"
+#include "google/protobuf/map.h"
+
+namespace agentd::runtime {
+
+/// Checks every field of an agent definition (not agent_id/version/times, which the server
+/// sets). `model_exists` answers whether a model name is routable.
+absl::Status ValidateAgentSpec(const v1::Agent& agent,
+                               const std::function<bool(const std::string&)>& model_exists);
+
+absl::Status ValidateMetadata(const google::protobuf::Map<std::string, std::string>& metadata);
+
+/// Shape of a turn request (ids, roles, sizes). State-dependent checks happen in the turn.
+absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request);
+
+/// OK if `text` parses as JSON; if `want_object`, it must be an object.
+absl::Status ValidateJson(const std::string& field, const std::string& text, bool want_object);
+
+/// Page size: negative → INVALID_ARGUMENT; 0 → `default_size`; capped at kMaxPageSize.
+absl::StatusOr<int32_t> NormalizePageSize(int32_t page_size, int32_t default_size);
+
+}  // namespace agentd::runtime

@@ -1,0 +1,83 @@
+// Server configuration: one struct, loaded from YAML (API.md "Configuration file") and then
+// overridden by command-line flags in main(). Each field is declared once, with its default.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace agentd::server {
+
+struct BackendConfig {
+  std::string name;
+  std::string type;          // "openai" | "echo" | "scripted" (tests)
+  std::string base_url;      // required for openai
+  std::string api_key_env;   // env var holding the key (optional)
+  int64_t timeout_ms = 60000;  // > 0
+  int32_t max_concurrency = 256;  // > 0
+  std::map<std::string, std::string> headers;  // extra headers; "env:NAME" values from env
+  bool tls_verify = true;
+};
+
+struct DeploymentConfig {
+  std::string backend;   // must name a backend
+  std::string model;     // model name sent to the backend
+  int32_t weight = 1;    // >= 1
+};
+
+struct PriceConfig {
+  double input_per_mtok = 0;   // USD per million input tokens, >= 0
+  double output_per_mtok = 0;  // >= 0
+};
+
+struct ModelConfig {
+  std::string name;
+  std::vector<DeploymentConfig> deployments;  // at least one
+  std::vector<std::string> fallback;          // model names, tried in order
+  int64_t context_window = 0;                 // 0 = unknown
+  PriceConfig price;
+};
+
+struct McpServerConfig {
+  std::string name;
+  std::string url;
+  std::map<std::string, std::string> headers;
+  int64_t timeout_ms = 30000;
+  std::vector<std::string> allowed_tools;
+};
+
+struct StoreConfig {
+  std::string type = "rocksdb";                        // rocksdb | postgres
+  std::string postgres_dsn_env = "AGENTD_POSTGRES_DSN";
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:7700";
+  std::string data_dir = "./data";
+  std::string durability = "sync";   // sync | relaxed
+  std::string metrics_listen;        // empty = off
+  std::string http_listen;           // empty = off
+  std::string log_level = "info";    // trace|debug|info|warn|error
+  int64_t drain_grace_ms = 20000;    // SIGTERM: how long in-flight turns may finish, >= 0
+  int64_t max_message_bytes = 16 * 1024 * 1024;  // gRPC max receive/send size, 1 MiB..256 MiB
+  int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
+  StoreConfig store;
+  std::vector<BackendConfig> backends;
+  std::vector<ModelConfig> models;
+  std::vector<McpServerConfig> mcp_servers;
+};
+
+/// Parses YAML text. Unknown keys, wrong types and out-of-range values are INVALID_ARGUMENT
+/// with the offending key's path (e.g. "backends[0].timeout_ms: must be > 0").
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text);
+
+/// Reads and parses `path`; NOT_FOUND / INVALID_ARGUMENT with the path in the message.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+/// Cross-field checks (backend/model references, duplicate names, required fields).
+absl::Status ValidateConfig(const Config& config);
+
+}  // namespace agentd::server

@@ -1,0 +1,72 @@
+// agentd: the server executable. Flags are parsed here only and copied into ServerOptions.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "server/config.h"
+#include "server/server.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "agentd: error: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"agentd: a stateful agent runtime server (gRPC, durable sessions on RocksDB)"};
+  std::string config_path, listen, data_dir, metrics_listen, http_listen, log_level;
+  app.add_option("--config", config_path, "YAML config file (see docs/configuration.md)");
+  app.add_option("--listen", listen, "gRPC address HOST:PORT (default 127.0.0.1:7700)");
+  app.add_option("--data-dir", data_dir, "data directory (default ./data)");
+  app.add_option("--metrics-listen", metrics_listen, "Prometheus metrics address (reserved)");
+  app.add_option("--http-listen", http_listen, "OpenAI-compatible HTTP address (reserved)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.footer("Example: agentd --listen 127.0.0.1:7700 --data-dir ./data");
+  CLI11_PARSE(app, argc, argv);
+
+  agentd::server::Config config;
+  if (!config_path.empty()) {
+    auto loaded = agentd::server::LoadConfigFile(config_path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    config = *std::move(loaded);
+  }
+  if (!listen.empty()) config.listen = listen;
+  if (!data_dir.empty()) config.data_dir = data_dir;
+  if (!metrics_listen.empty()) config.metrics_listen = metrics_listen;
+  if (!http_listen.empty()) config.http_listen = http_listen;
+  if (!log_level.empty()) config.log_level = log_level;
+  const auto level = spdlog::level::from_str(config.log_level);
+  if (level == spdlog::level::off && config.log_level != "off") {
+    return Fail("log_level must be one of trace, debug, info, warn, error");
+  }
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  agentd::server::ServerOptions options;
+  options.config = config;
+  auto server = agentd::server::AgentdServer::Start(std::move(options));
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    (*server)->Shutdown(absl::Milliseconds(config.drain_grace_ms));
+  });
+  (*server)->Wait();
+  signal_thread.join();
+  return 0;
+}

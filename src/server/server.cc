@@ -1,0 +1,169 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "agentd/v1/memory.grpc.pb.h"
+#include "agentd/v1/project.grpc.pb.h"
+#include "backend/echo_backend.h"
+#include "backend/model_router.h"
+#include "rpc/agent_service.h"
+#include "rpc/session_service.h"
+#include "runtime/agent_manager.h"
+#include "runtime/event_hub.h"
+#include "runtime/session_manager.h"
+#include "store/rocksdb_store.h"
+
+namespace agentd::server {
+namespace {
+
+// Services whose RPCs are not built yet: registered so reflection lists them; every RPC
+// answers UNIMPLEMENTED (the generated default).
+class MemoryServicePlaceholder final : public v1::MemoryService::CallbackService {};
+class ProjectServicePlaceholder final : public v1::ProjectService::CallbackService {};
+
+}  // namespace
+
+struct AgentdServer::ShutdownState {
+  absl::Mutex mu;
+  bool started ABSL_GUARDED_BY(mu) = false;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  MemoryServicePlaceholder memory;
+  ProjectServicePlaceholder project;
+};
+
+absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
+    const Config& config,
+    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends) {
+  auto router = std::make_unique<backend::ModelRouter>();
+  for (size_t i = 0; i < config.backends.size(); ++i) {
+    const BackendConfig& b = config.backends[i];
+    std::shared_ptr<backend::InferenceBackend> impl;
+    auto extra = extra_backends.find(b.name);
+    if (extra != extra_backends.end()) {
+      impl = extra->second;
+    } else if (b.type == "echo") {
+      impl = std::make_shared<backend::EchoBackend>();
+    } else if (b.type == "scripted") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backends[", i, "] (", b.name, "): type scripted is for tests and must be supplied by the test"));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backends[", i, "] (", b.name, "): type \"", b.type,
+          "\" is not supported by this build yet (supported: echo)"));
+    }
+    auto st = router->RegisterBackend(b.name, impl);
+    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("backends[", i, "]: ", st.message()));
+  }
+  for (size_t i = 0; i < config.models.size(); ++i) {
+    const ModelConfig& m = config.models[i];
+    backend::ModelSpec spec;
+    spec.name = m.name;
+    for (const auto& d : m.deployments) spec.deployments.push_back({d.backend, d.model, d.weight});
+    spec.fallback = m.fallback;
+    spec.context_window = m.context_window;
+    spec.price = {m.price.input_per_mtok, m.price.output_per_mtok};
+    auto st = router->AddModel(std::move(spec));
+    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("models[", i, "]: ", st.message()));
+  }
+  return router;
+}
+
+absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions options) {
+  auto st = ValidateConfig(options.config);
+  if (!st.ok()) return st;
+  const Config& cfg = options.config;
+  if (cfg.store.type != "rocksdb") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("store.type \"", cfg.store.type, "\" is not supported by this build yet"));
+  }
+  std::unique_ptr<AgentdServer> server(new AgentdServer());
+  server->options_ = options;
+  server->shutdown_ = std::make_unique<ShutdownState>();
+
+  store::RocksDbStoreOptions store_options;
+  store_options.path = cfg.data_dir;
+  store_options.durability =
+      cfg.durability == "relaxed" ? store::Durability::kRelaxed : store::Durability::kSync;
+  auto opened = store::RocksDbStore::Open(store_options);
+  if (!opened.ok()) return opened.status();
+  server->store_ = *std::move(opened);
+
+  auto router = BuildRouter(cfg, options.extra_backends);
+  if (!router.ok()) return router.status();
+  server->router_ = *std::move(router);
+
+  server->hub_ = std::make_unique<runtime::EventHub>();
+  runtime::TurnDeps deps{server->store_.get(), server->router_.get(), server->hub_.get(),
+                         cfg.default_max_steps_per_turn};
+  server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get());
+  server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
+  st = server->sessions_->RecoverInterruptedTurns();
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
+
+  server->agent_service_ = std::make_unique<rpc::AgentServiceImpl>(server->agents_.get());
+  server->session_service_ = std::make_unique<rpc::SessionServiceImpl>(server->sessions_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(cfg.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(cfg.max_message_bytes));
+  builder.RegisterService(server->agent_service_.get());
+  builder.RegisterService(server->session_service_.get());
+  builder.RegisterService(&server->shutdown_->memory);
+  builder.RegisterService(&server->shutdown_->project);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen,
+                                               " (address in use or not valid?)"));
+  }
+  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
+               cfg.data_dir, cfg.durability);
+  return server;
+}
+
+std::string AgentdServer::address() const {
+  const std::string& listen = options_.config.listen;
+  const size_t colon = listen.rfind(':');
+  return absl::StrCat(listen.substr(0, colon), ":", port_);
+}
+
+void AgentdServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&shutdown_->mu);
+    if (shutdown_->started) {
+      shutdown_->mu.Await(absl::Condition(&shutdown_->done));
+      return;
+    }
+    shutdown_->started = true;
+  }
+  spdlog::info("agentd draining: {} turn(s) in flight, grace {}", sessions_->active_turns(),
+               absl::FormatDuration(grace));
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  sessions_->Drain(grace);
+  // Remaining streams (watchers) are cancelled after a short deadline.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  grpc_server_->Wait();
+  absl::MutexLock lock(&shutdown_->mu);
+  shutdown_->done = true;
+  spdlog::info("agentd stopped");
+}
+
+void AgentdServer::Wait() {
+  absl::MutexLock lock(&shutdown_->mu);
+  shutdown_->mu.Await(absl::Condition(&shutdown_->done));
+}
+
+AgentdServer::~AgentdServer() {
+  if (grpc_server_) Shutdown(absl::Seconds(5));
+}
+
+}  // namespace agentd::server

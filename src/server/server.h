@@ -1,0 +1,83 @@
+// AgentdServer: the composition root. Opens the store, builds the router from the config,
+// wires the managers and the gRPC services, and owns their lifetimes.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/config.h"
+
+namespace grpc {
+class Server;
+class HealthCheckServiceInterface;
+}  // namespace grpc
+
+namespace agentd::backend {
+class InferenceBackend;
+class ModelRouter;
+}  // namespace agentd::backend
+namespace agentd::store {
+class ContextStore;
+}
+namespace agentd::runtime {
+class AgentManager;
+class EventHub;
+class SessionManager;
+}  // namespace agentd::runtime
+namespace agentd::rpc {
+class AgentServiceImpl;
+class SessionServiceImpl;
+}  // namespace agentd::rpc
+
+namespace agentd::server {
+
+struct ServerOptions {
+  Config config;
+  /// Backends supplied by the embedding program (tests: a ScriptedBackend), by name. Config
+  /// backends of type "scripted" must be supplied here.
+  std::map<std::string, std::shared_ptr<backend::InferenceBackend>> extra_backends;
+};
+
+class AgentdServer {
+ public:
+  /// Opens the store, recovers interrupted turns and starts serving. Errors (bad config, data
+  /// dir unusable or locked, port taken) are returned with a message for the operator.
+  static absl::StatusOr<std::unique_ptr<AgentdServer>> Start(ServerOptions options);
+  ~AgentdServer();
+
+  /// The port actually bound (useful with port 0).
+  int port() const { return port_; }
+  std::string address() const;
+
+  /// Graceful stop: health NOT_SERVING, new turns refused, running turns get up to `grace`,
+  /// then the gRPC server shuts down and the store closes. Idempotent; thread-safe.
+  void Shutdown(absl::Duration grace);
+  /// Blocks until Shutdown() has completed.
+  void Wait();
+
+ private:
+  AgentdServer() = default;
+
+  ServerOptions options_;
+  int port_ = 0;
+  std::unique_ptr<store::ContextStore> store_;
+  std::unique_ptr<backend::ModelRouter> router_;
+  std::unique_ptr<runtime::EventHub> hub_;
+  std::unique_ptr<runtime::AgentManager> agents_;
+  std::unique_ptr<runtime::SessionManager> sessions_;
+  std::unique_ptr<rpc::AgentServiceImpl> agent_service_;
+  std::unique_ptr<rpc::SessionServiceImpl> session_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  struct ShutdownState;
+  std::unique_ptr<ShutdownState> shutdown_;
+};
+
+/// Builds the router from the config's backends and models.
+absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
+    const Config& config,
+    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends);
+
+}  // namespace agentd::server

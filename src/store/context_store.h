@@ -1,0 +1,122 @@
+// The ContextStore interface: everything agentd persists goes through it.
+//
+// Implementations: RocksDbStore (embedded, default). A PostgreSQL implementation will follow and
+// must pass the same contract suite (tests/store_contract_test.h).
+//
+// Tenancy: every method takes the project id of the *authenticated* caller; implementations
+// prefix every key with it, so one project can never read or write another's data.
+// Threading: all methods are thread-safe. Durability: when a mutating method returns OK the
+// write is durable to the degree chosen by StoreOptions::durability.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agentd/storage/records.pb.h"
+#include "agentd/v1/agent.pb.h"
+#include "agentd/v1/common.pb.h"
+#include "agentd/v1/session.pb.h"
+
+namespace agentd::store {
+
+enum class Durability {
+  kSync,     // every acknowledged write is fsynced (group commit shares fsyncs across writers)
+  kRelaxed,  // written to the WAL without fsync: a power loss may drop the newest writes
+};
+
+struct AgentPage {
+  std::vector<v1::Agent> agents;  // latest version of each live agent, ordered by agent_id
+  std::string next_page_token;    // empty when there are no more
+};
+
+struct SessionFilter {
+  std::string agent_id;                                             // empty = any
+  v1::SessionStatus status = v1::SESSION_STATUS_UNSPECIFIED;        // UNSPECIFIED = any
+};
+
+struct SessionPage {
+  std::vector<v1::Session> sessions;  // ordered by session_id
+  std::string next_page_token;
+};
+
+/// One logical write to a session: new events, the new session record and, optionally, the
+/// idempotency record of the turn that produced them. Committed atomically (one WriteBatch).
+struct SessionWrite {
+  std::string project_id;
+  std::string session_id;
+  /// Compare-and-set: the write applies only if the stored record's revision equals this;
+  /// otherwise ABORTED. The store sets record.revision = expected_revision + 1.
+  int64_t expected_revision = 0;
+  /// Events with seq = stored last_seq+1, +2, ... (no gaps; INVALID_ARGUMENT otherwise).
+  std::vector<v1::Event> events;
+  /// The new record; record.session().last_seq must equal the last event's seq (or the stored
+  /// last_seq when `events` is empty).
+  storage::SessionRecord record;
+  /// Idempotency key and record to store with the write (key empty = none).
+  std::string idempotency_key;
+  storage::IdempotencyRecord idempotency;
+};
+
+class ContextStore {
+ public:
+  virtual ~ContextStore() = default;
+
+  // ---- Agents ----------------------------------------------------------------------------
+  /// Stores `agent` (agent_id, version set by the caller) and moves the head to its version.
+  /// `expected_latest_version` = 0 creates the agent: ALREADY_EXISTS if an agent (live or
+  /// deleted) has that id. Otherwise the head must be live and at that version (else ABORTED;
+  /// NOT_FOUND if it does not exist or is deleted).
+  [[nodiscard]] virtual absl::Status PutAgentVersion(const std::string& project_id,
+                                                     const v1::Agent& agent,
+                                                     int64_t expected_latest_version) = 0;
+  /// The given version (0 = latest). NOT_FOUND if absent or the agent is deleted, unless
+  /// `include_deleted` (sessions keep using the version they pinned).
+  [[nodiscard]] virtual absl::StatusOr<v1::Agent> GetAgent(const std::string& project_id,
+                                                           const std::string& agent_id,
+                                                           int64_t version,
+                                                           bool include_deleted = false) = 0;
+  [[nodiscard]] virtual absl::StatusOr<AgentPage> ListAgents(const std::string& project_id,
+                                                             int32_t page_size,
+                                                             const std::string& page_token) = 0;
+  /// Marks the agent deleted (versions are kept for the sessions pinned to them). NOT_FOUND if
+  /// absent or already deleted.
+  [[nodiscard]] virtual absl::Status DeleteAgent(const std::string& project_id,
+                                                 const std::string& agent_id) = 0;
+
+  // ---- Sessions --------------------------------------------------------------------------
+  /// Creates the session (record.revision is stored as 1). ALREADY_EXISTS if the id is taken.
+  [[nodiscard]] virtual absl::Status CreateSession(const std::string& project_id,
+                                                   const storage::SessionRecord& record) = 0;
+  [[nodiscard]] virtual absl::StatusOr<storage::SessionRecord> GetSession(
+      const std::string& project_id, const std::string& session_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<SessionPage> ListSessions(const std::string& project_id,
+                                                                 const SessionFilter& filter,
+                                                                 int32_t page_size,
+                                                                 const std::string& page_token) = 0;
+  /// Removes the session with its events and idempotency records. NOT_FOUND if absent.
+  [[nodiscard]] virtual absl::Status DeleteSession(const std::string& project_id,
+                                                   const std::string& session_id) = 0;
+  /// Applies `write` atomically (see SessionWrite). NOT_FOUND if the session does not exist.
+  [[nodiscard]] virtual absl::Status CommitSessionWrite(const SessionWrite& write) = 0;
+  /// Events with seq > after_seq, in seq order, at most `limit` (> 0).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Event>> ReadEvents(
+      const std::string& project_id, const std::string& session_id, int64_t after_seq,
+      int32_t limit) = 0;
+  /// The stored idempotency record, or nullopt.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<storage::IdempotencyRecord>> GetIdempotency(
+      const std::string& project_id, const std::string& session_id, const std::string& key) = 0;
+
+  /// Calls `fn(project_id, record)` for every session of every project whose status is
+  /// `status` (startup recovery). Stops at, and returns, the first error `fn` returns.
+  [[nodiscard]] virtual absl::Status ForEachSessionWithStatus(
+      v1::SessionStatus status,
+      const std::function<absl::Status(const std::string& project_id,
+                                        const storage::SessionRecord& record)>& fn) = 0;
+};
+
+}  // namespace agentd::store

@@ -1,0 +1,654 @@
+#include "store/rocksdb_store.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/snapshot.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+
+namespace agentd::store {
+namespace {
+
+using schema::ColumnFamily;
+
+constexpr int32_t kDefaultPageSize = 50;
+constexpr int32_t kMaxPageSize = 1000;
+constexpr size_t kWriteBufferBytes = 64 << 20;
+constexpr size_t kBlockCacheBytes = 64 << 20;
+
+absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
+rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("rocksdb ", what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (schema::IsValidKeyComponent(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " must be 1..", kMaxIdLength, " bytes long (got ", id.size(), ")"));
+}
+
+absl::Status MalformedKey(absl::string_view kind, absl::string_view key) {
+  return absl::DataLossError(absl::StrCat("malformed ", kind, " key ", HexEncode(key)));
+}
+
+size_t NormalizePageSize(int32_t page_size) {
+  if (page_size <= 0) return kDefaultPageSize;
+  return static_cast<size_t>(std::min(page_size, kMaxPageSize));
+}
+
+// Page tokens are the hex of the last id returned; the next page starts after that id.
+absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string id;
+  bool ok = token.size() % 2 == 0;
+  for (size_t i = 0; ok && i < token.size(); i += 2) {
+    const int hi = nibble(token[i]);
+    const int lo = nibble(token[i + 1]);
+    ok = hi >= 0 && lo >= 0;
+    id.push_back(static_cast<char>((hi << 4) | lo));
+  }
+  if (!ok || !schema::IsValidKeyComponent(id)) {
+    return absl::InvalidArgumentError("malformed page_token");
+  }
+  return id;
+}
+
+template <typename T>
+absl::Status ParseValue(absl::string_view kind, absl::string_view key, const rocksdb::Slice& value,
+                        T* out) {
+  if (out->ParseFromArray(value.data(), static_cast<int>(value.size()))) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("corrupt ", kind, " record (key ", HexEncode(key), ")"));
+}
+
+/// Point lookup of a protobuf value: nullopt when absent, DATA_LOSS when it does not parse.
+template <typename T>
+absl::StatusOr<std::optional<T>> GetProto(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
+                                          rocksdb::ColumnFamilyHandle* cf, absl::string_view kind,
+                                          const std::string& key) {
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db->Get(ro, cf, key, &value);
+  if (s.IsNotFound()) return std::optional<T>();
+  AGENTD_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get ", kind)));
+  T msg;
+  AGENTD_RETURN_IF_ERROR(ParseValue(kind, key, value, &msg));
+  return std::optional<T>(std::move(msg));
+}
+
+absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
+                               rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db->Get(ro, cf, key, &value);
+  if (s.IsNotFound()) return false;
+  AGENTD_RETURN_IF_ERROR(FromRocks(s, "get"));
+  return true;
+}
+
+rocksdb::DBOptions MakeDbOptions() {
+  rocksdb::DBOptions o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  o.max_background_jobs = 2;
+  // Reusing WAL files would let a synced append skip the file-size metadata update of a growing
+  // file. RocksDB 7.8 turns this off (sanitizes it to 0) under kPointInTimeRecovery, the recovery
+  // mode kept here: the one mode that keeps recycling, kSkipAnyCorruptedRecords, may drop
+  // acknowledged writes from the middle of the log. It takes effect if a later RocksDB lifts that.
+  o.recycle_log_file_num = 4;
+  return o;
+}
+
+rocksdb::ColumnFamilyOptions MakeCfOptions(std::shared_ptr<rocksdb::Cache> block_cache) {
+  rocksdb::BlockBasedTableOptions table;
+  // Most reads are point lookups (session record, agent head, idempotency key).
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_cache = std::move(block_cache);
+  rocksdb::ColumnFamilyOptions o;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  o.compression = rocksdb::kLZ4Compression;
+  o.write_buffer_size = kWriteBufferBytes;
+  return o;
+}
+
+absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
+  const std::string detail = s.ToString();
+  if (s.IsIOError() && absl::StrContains(detail, "/LOCK")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", path, " is in use by another agentd process (", detail, ")"));
+  }
+  if (s.IsIOError() && absl::StrContains(detail, "Permission denied")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", path, " is not writable (", detail, ")"));
+  }
+  return FromRocks(s, absl::StrCat("open ", path));
+}
+
+}  // namespace
+
+RocksDbStore::RocksDbStore(RocksDbStoreOptions options) : options_(std::move(options)) {}
+
+RocksDbStore::~RocksDbStore() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    (void)db_->DestroyColumnFamilyHandle(h);
+  }
+  handles_.clear();
+  (void)db_->Close();  // nothing to do about an error here; the WAL has every acknowledged write
+  db_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
+    const RocksDbStoreOptions& options) {
+  const std::string& path = options.path;
+  if (path.empty()) return absl::InvalidArgumentError("data dir path is empty");
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data dir ", path, ": ", ec.message()));
+  }
+  if (!std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat("data dir ", path, " is not a directory"));
+  }
+  if (::access(path.c_str(), W_OK | X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", path, " is not writable: ", std::strerror(errno)));
+  }
+
+  const rocksdb::DBOptions db_options = MakeDbOptions();
+  const rocksdb::ColumnFamilyOptions cf_options =
+      MakeCfOptions(rocksdb::NewLRUCache(kBlockCacheBytes));
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
+    descriptors.emplace_back(info.name, cf_options);
+  }
+  // RocksDB refuses to open a database without naming all its column families. Open the ones a
+  // newer format may have added too, so that the format check below reports the real problem.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_options, path, &existing).ok()) {
+    for (const std::string& name : existing) {
+      const bool known = std::any_of(descriptors.begin(), descriptors.end(),
+                                     [&](const auto& d) { return d.name == name; });
+      if (!known) descriptors.emplace_back(name, cf_options);
+    }
+  }
+
+  std::unique_ptr<RocksDbStore> store(new RocksDbStore(options));
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &store->handles_, &db);
+  if (!s.ok()) return OpenError(path, s);
+  store->db_.reset(db);
+  AGENTD_RETURN_IF_ERROR(store->CheckFormat());
+  return store;
+}
+
+absl::Status RocksDbStore::CheckFormat() {
+  const std::string key(schema::kFormatKey);
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::FormatInfo> info,
+      GetProto<storage::FormatInfo>(db_.get(), {}, Cf(ColumnFamily::kMeta), "format", key));
+  if (!info.has_value()) {
+    storage::FormatInfo fresh;
+    fresh.set_version(schema::kFormatVersion);
+    fresh.set_written_by("agentd");
+    rocksdb::WriteBatch batch;
+    AGENTD_RETURN_IF_ERROR(FromRocks(
+        batch.Put(Cf(ColumnFamily::kMeta), key, fresh.SerializeAsString()), "batch"));
+    return Commit(&batch);
+  }
+  if (info->version() > schema::kFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir format ", info->version(), " is newer than this agentd supports (",
+                     schema::kFormatVersion, "): ", options_.path));
+  }
+  if (info->version() < 1) {
+    return absl::DataLossError(absl::StrCat("data dir ", options_.path,
+                                            " has an invalid format version ", info->version()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Mutex& RocksDbStore::StripeFor(absl::string_view project_id, absl::string_view id) {
+  // FNV-1a over lp(project) lp(id).
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](absl::string_view s) {
+    h = (h ^ s.size()) * 1099511628211ull;
+    for (const char c : s) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  };
+  mix(project_id);
+  mix(id);
+  return stripes_[h % kLockStripes];
+}
+
+absl::Status RocksDbStore::Commit(rocksdb::WriteBatch* batch) {
+  rocksdb::WriteOptions wo;
+  // The durability decision, for every write the store makes. kSync: the WAL is fsynced before
+  // Write returns. Concurrent writers are group-committed by RocksDB's write queue: the leader
+  // appends the whole group's batches to the WAL and fsyncs once for all of them, so N writers
+  // waiting together pay about one fsync. kRelaxed: the batch is written to the WAL (the OS
+  // page cache) without fsync; a process crash loses nothing, a power loss may lose the newest
+  // acknowledged writes.
+  wo.sync = options_.durability == Durability::kSync;
+  return FromRocks(db_->Write(wo, batch), "write");
+}
+
+// ---- Agents ------------------------------------------------------------------------------
+
+absl::Status RocksDbStore::PutAgentVersion(const std::string& project_id, const v1::Agent& agent,
+                                           int64_t expected_latest_version) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent.agent_id()));
+  if (expected_latest_version < 0 || agent.version() <= expected_latest_version) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent version ", agent.version(), " must be > 0 and > the expected latest ",
+                     "version ", expected_latest_version));
+  }
+  const std::string& agent_id = agent.agent_id();
+  const std::string head_key = schema::AgentHeadKey(project_id, agent_id);
+  absl::MutexLock lock(&StripeFor(project_id, agent_id));
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::AgentHead> head,
+      GetProto<storage::AgentHead>(db_.get(), {}, Cf(ColumnFamily::kAgents), "agent head",
+                                   head_key));
+  storage::AgentHead next;
+  if (expected_latest_version == 0) {
+    if (head.has_value()) {
+      return absl::AlreadyExistsError(absl::StrCat("agent ", agent_id, " already exists"));
+    }
+    *next.mutable_create_time() = agent.has_create_time() ? agent.create_time() : NowProto();
+  } else {
+    if (!head.has_value() || head->deleted()) {
+      return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+    }
+    if (head->latest_version() != expected_latest_version) {
+      return absl::AbortedError(absl::StrCat("agent ", agent_id, " is at version ",
+                                             head->latest_version(), ", not ",
+                                             expected_latest_version));
+    }
+    next = *head;
+  }
+  next.set_latest_version(agent.version());
+  rocksdb::WriteBatch batch;
+  rocksdb::ColumnFamilyHandle* cf = Cf(ColumnFamily::kAgents);
+  AGENTD_RETURN_IF_ERROR(FromRocks(
+      batch.Put(cf, schema::AgentKey(project_id, agent_id, static_cast<uint64_t>(agent.version())),
+                agent.SerializeAsString()),
+      "batch"));
+  AGENTD_RETURN_IF_ERROR(FromRocks(batch.Put(cf, head_key, next.SerializeAsString()), "batch"));
+  return Commit(&batch);
+}
+
+absl::StatusOr<v1::Agent> RocksDbStore::GetAgent(const std::string& project_id,
+                                                 const std::string& agent_id, int64_t version,
+                                                 bool include_deleted) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent_id));
+  if (version < 0) return absl::InvalidArgumentError("agent version must be >= 0");
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  rocksdb::ColumnFamilyHandle* cf = Cf(ColumnFamily::kAgents);
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::AgentHead> head,
+                          GetProto<storage::AgentHead>(db_.get(), ro, cf, "agent head",
+                                                       schema::AgentHeadKey(project_id, agent_id)));
+  if (!head.has_value() || (head->deleted() && !include_deleted)) {
+    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+  }
+  const int64_t wanted = version == 0 ? head->latest_version() : version;
+  std::optional<v1::Agent> agent;
+  if (wanted <= head->latest_version()) {
+    AGENTD_ASSIGN_OR_RETURN(
+        agent, GetProto<v1::Agent>(db_.get(), ro, cf, "agent",
+                                   schema::AgentKey(project_id, agent_id,
+                                                    static_cast<uint64_t>(wanted))));
+  }
+  if (!agent.has_value()) {
+    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " version ", wanted, " not found"));
+  }
+  return *std::move(agent);
+}
+
+absl::StatusOr<AgentPage> RocksDbStore::ListAgents(const std::string& project_id,
+                                                   int32_t page_size,
+                                                   const std::string& page_token) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  const size_t limit = NormalizePageSize(page_size);
+  const std::string prefix = schema::ProjectPrefix(project_id);
+  std::string start = prefix;
+  if (!page_token.empty()) {
+    AGENTD_ASSIGN_OR_RETURN(const std::string last_id, DecodePageToken(page_token));
+    start = schema::PrefixSuccessor(schema::EntityPrefix(project_id, last_id));
+  }
+  const std::string upper = schema::PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kAgents)));
+
+  AgentPage page;
+  std::string last_id;
+  bool more = false;
+  it->Seek(start);
+  while (it->Valid()) {
+    const auto parts = schema::DecodeAgentKey(ToView(it->key()));
+    if (!parts || parts->project_id != project_id) return MalformedKey("agents", ToView(it->key()));
+    const std::string agent_id(parts->agent_id);
+    // The head (version 0) sorts first among an agent's keys; a version without a head cannot
+    // be written, so an agent whose first key is not its head is skipped.
+    if (parts->version == schema::kAgentHeadVersion) {
+      storage::AgentHead head;
+      AGENTD_RETURN_IF_ERROR(ParseValue("agent head", ToView(it->key()), it->value(), &head));
+      if (!head.deleted()) {
+        if (page.agents.size() == limit) {
+          more = true;
+          break;
+        }
+        const std::string version_key = schema::AgentKey(
+            project_id, agent_id, static_cast<uint64_t>(head.latest_version()));
+        it->Seek(version_key);
+        if (!it->Valid() || ToView(it->key()) != version_key) {
+          AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "list agents"));
+          return absl::DataLossError(absl::StrCat("agent ", agent_id, " head names version ",
+                                                  head.latest_version(), ", which is missing"));
+        }
+        v1::Agent agent;
+        AGENTD_RETURN_IF_ERROR(ParseValue("agent", version_key, it->value(), &agent));
+        page.agents.push_back(std::move(agent));
+        last_id = agent_id;
+      }
+    }
+    it->Seek(schema::PrefixSuccessor(schema::EntityPrefix(project_id, agent_id)));
+  }
+  AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "list agents"));
+  if (more) page.next_page_token = HexEncode(last_id);
+  return page;
+}
+
+absl::Status RocksDbStore::DeleteAgent(const std::string& project_id,
+                                       const std::string& agent_id) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent_id));
+  const std::string head_key = schema::AgentHeadKey(project_id, agent_id);
+  absl::MutexLock lock(&StripeFor(project_id, agent_id));
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::AgentHead> head,
+      GetProto<storage::AgentHead>(db_.get(), {}, Cf(ColumnFamily::kAgents), "agent head",
+                                   head_key));
+  if (!head.has_value() || head->deleted()) {
+    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+  }
+  head->set_deleted(true);
+  rocksdb::WriteBatch batch;
+  AGENTD_RETURN_IF_ERROR(FromRocks(
+      batch.Put(Cf(ColumnFamily::kAgents), head_key, head->SerializeAsString()), "batch"));
+  return Commit(&batch);
+}
+
+// ---- Sessions ----------------------------------------------------------------------------
+
+absl::Status RocksDbStore::CreateSession(const std::string& project_id,
+                                         const storage::SessionRecord& record) {
+  const std::string& session_id = record.session().session_id();
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  const std::string key = schema::SessionKey(project_id, session_id);
+  absl::MutexLock lock(&StripeFor(project_id, session_id));
+  AGENTD_ASSIGN_OR_RETURN(const bool exists,
+                          KeyExists(db_.get(), {}, Cf(ColumnFamily::kSessions), key));
+  if (exists) {
+    return absl::AlreadyExistsError(absl::StrCat("session ", session_id, " already exists"));
+  }
+  storage::SessionRecord stored = record;
+  stored.set_revision(1);
+  rocksdb::WriteBatch batch;
+  AGENTD_RETURN_IF_ERROR(FromRocks(
+      batch.Put(Cf(ColumnFamily::kSessions), key, stored.SerializeAsString()), "batch"));
+  return Commit(&batch);
+}
+
+absl::StatusOr<storage::SessionRecord> RocksDbStore::GetSession(const std::string& project_id,
+                                                                const std::string& session_id) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::SessionRecord> record,
+      GetProto<storage::SessionRecord>(db_.get(), {}, Cf(ColumnFamily::kSessions), "session",
+                                       schema::SessionKey(project_id, session_id)));
+  if (!record.has_value()) {
+    return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& project_id,
+                                                       const SessionFilter& filter,
+                                                       int32_t page_size,
+                                                       const std::string& page_token) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  const size_t limit = NormalizePageSize(page_size);
+  const std::string prefix = schema::ProjectPrefix(project_id);
+  std::string start = prefix;
+  if (!page_token.empty()) {
+    AGENTD_ASSIGN_OR_RETURN(const std::string last_id, DecodePageToken(page_token));
+    start = schema::PrefixSuccessor(schema::SessionKey(project_id, last_id));
+  }
+  const std::string upper = schema::PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kSessions)));
+
+  // No secondary index: the filter is applied while scanning, and the scan goes on until the
+  // page is full and one more match proves there is a next page.
+  SessionPage page;
+  std::string last_id;
+  bool more = false;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const auto parts = schema::DecodeSessionKey(ToView(it->key()));
+    if (!parts || parts->project_id != project_id) {
+      return MalformedKey("sessions", ToView(it->key()));
+    }
+    storage::SessionRecord record;
+    AGENTD_RETURN_IF_ERROR(ParseValue("session", ToView(it->key()), it->value(), &record));
+    if (!filter.agent_id.empty() && record.session().agent_id() != filter.agent_id) continue;
+    if (filter.status != v1::SESSION_STATUS_UNSPECIFIED &&
+        record.session().status() != filter.status) {
+      continue;
+    }
+    if (page.sessions.size() == limit) {
+      more = true;
+      break;
+    }
+    last_id.assign(parts->session_id.data(), parts->session_id.size());
+    page.sessions.push_back(std::move(*record.mutable_session()));
+  }
+  AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "list sessions"));
+  if (more) page.next_page_token = HexEncode(last_id);
+  return page;
+}
+
+absl::Status RocksDbStore::DeleteSession(const std::string& project_id,
+                                         const std::string& session_id) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  const std::string key = schema::SessionKey(project_id, session_id);
+  absl::MutexLock lock(&StripeFor(project_id, session_id));
+  AGENTD_ASSIGN_OR_RETURN(const bool exists,
+                          KeyExists(db_.get(), {}, Cf(ColumnFamily::kSessions), key));
+  if (!exists) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  // The session key is also the prefix of its events and idempotency keys.
+  const std::string end = schema::PrefixSuccessor(key);
+  rocksdb::WriteBatch batch;
+  AGENTD_RETURN_IF_ERROR(FromRocks(batch.Delete(Cf(ColumnFamily::kSessions), key), "batch"));
+  AGENTD_RETURN_IF_ERROR(
+      FromRocks(batch.DeleteRange(Cf(ColumnFamily::kEvents), key, end), "batch"));
+  AGENTD_RETURN_IF_ERROR(
+      FromRocks(batch.DeleteRange(Cf(ColumnFamily::kIdempotency), key, end), "batch"));
+  return Commit(&batch);
+}
+
+absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
+  const std::string& project_id = write.project_id;
+  const std::string& session_id = write.session_id;
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  if (!write.idempotency_key.empty()) {
+    AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", write.idempotency_key));
+  }
+  if (write.record.session().session_id() != session_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record.session.session_id ", write.record.session().session_id(),
+                     " does not match session ", session_id));
+  }
+  for (const v1::Event& event : write.events) {
+    if (event.session_id() != session_id) {
+      return absl::InvalidArgumentError(absl::StrCat("event ", event.seq(), " has session_id ",
+                                                     event.session_id(), ", not ", session_id));
+    }
+  }
+
+  const std::string key = schema::SessionKey(project_id, session_id);
+  absl::MutexLock lock(&StripeFor(project_id, session_id));
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::SessionRecord> stored,
+      GetProto<storage::SessionRecord>(db_.get(), {}, Cf(ColumnFamily::kSessions), "session",
+                                       key));
+  if (!stored.has_value()) {
+    return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  }
+  if (stored->revision() != write.expected_revision) {
+    return absl::AbortedError(absl::StrCat("session ", session_id, " is at revision ",
+                                           stored->revision(), ", not ",
+                                           write.expected_revision));
+  }
+  const int64_t stored_last = stored->session().last_seq();
+  for (size_t i = 0; i < write.events.size(); ++i) {
+    const int64_t want = stored_last + 1 + static_cast<int64_t>(i);
+    if (write.events[i].seq() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": event seq ",
+                                                     write.events[i].seq(), ", expected ", want));
+    }
+  }
+  const int64_t new_last = write.events.empty() ? stored_last : write.events.back().seq();
+  if (write.record.session().last_seq() != new_last) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": record last_seq ",
+                                                   write.record.session().last_seq(),
+                                                   ", expected ", new_last));
+  }
+
+  rocksdb::WriteBatch batch;
+  for (const v1::Event& event : write.events) {
+    AGENTD_RETURN_IF_ERROR(FromRocks(
+        batch.Put(Cf(ColumnFamily::kEvents),
+                  schema::EventKey(project_id, session_id, static_cast<uint64_t>(event.seq())),
+                  event.SerializeAsString()),
+        "batch"));
+  }
+  storage::SessionRecord next = write.record;
+  next.set_revision(write.expected_revision + 1);
+  AGENTD_RETURN_IF_ERROR(
+      FromRocks(batch.Put(Cf(ColumnFamily::kSessions), key, next.SerializeAsString()), "batch"));
+  if (!write.idempotency_key.empty()) {
+    AGENTD_RETURN_IF_ERROR(FromRocks(
+        batch.Put(Cf(ColumnFamily::kIdempotency),
+                  schema::IdempotencyKey(project_id, session_id, write.idempotency_key),
+                  write.idempotency.SerializeAsString()),
+        "batch"));
+  }
+  return Commit(&batch);
+}
+
+absl::StatusOr<std::vector<v1::Event>> RocksDbStore::ReadEvents(const std::string& project_id,
+                                                                const std::string& session_id,
+                                                                int64_t after_seq,
+                                                                int32_t limit) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  const std::string prefix = schema::SessionKey(project_id, session_id);
+  AGENTD_ASSIGN_OR_RETURN(const bool exists,
+                          KeyExists(db_.get(), ro, Cf(ColumnFamily::kSessions), prefix));
+  if (!exists) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+
+  std::vector<v1::Event> events;
+  if (after_seq == std::numeric_limits<int64_t>::max()) return events;
+  const uint64_t first = after_seq < 0 ? 0 : static_cast<uint64_t>(after_seq) + 1;
+  const std::string upper = schema::PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kEvents)));
+  events.reserve(static_cast<size_t>(std::min(limit, 1024)));
+  for (it->Seek(schema::EventKey(project_id, session_id, first));
+       it->Valid() && events.size() < static_cast<size_t>(limit); it->Next()) {
+    const auto parts = schema::DecodeEventKey(ToView(it->key()));
+    if (!parts || parts->project_id != project_id || parts->session_id != session_id) {
+      return MalformedKey("events", ToView(it->key()));
+    }
+    v1::Event& event = events.emplace_back();
+    AGENTD_RETURN_IF_ERROR(ParseValue("event", ToView(it->key()), it->value(), &event));
+  }
+  AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "read events"));
+  return events;
+}
+
+absl::StatusOr<std::optional<storage::IdempotencyRecord>> RocksDbStore::GetIdempotency(
+    const std::string& project_id, const std::string& session_id, const std::string& key) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", key));
+  return GetProto<storage::IdempotencyRecord>(
+      db_.get(), {}, Cf(ColumnFamily::kIdempotency), "idempotency",
+      schema::IdempotencyKey(project_id, session_id, key));
+}
+
+absl::Status RocksDbStore::ForEachSessionWithStatus(
+    v1::SessionStatus status,
+    const std::function<absl::Status(const std::string& project_id,
+                                     const storage::SessionRecord& record)>& fn) {
+  // The iterator reads an implicit snapshot taken here.
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), Cf(ColumnFamily::kSessions)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const auto parts = schema::DecodeSessionKey(ToView(it->key()));
+    if (!parts) return MalformedKey("sessions", ToView(it->key()));
+    storage::SessionRecord record;
+    AGENTD_RETURN_IF_ERROR(ParseValue("session", ToView(it->key()), it->value(), &record));
+    if (record.session().status() != status) continue;
+    AGENTD_RETURN_IF_ERROR(fn(std::string(parts->project_id), record));
+  }
+  return FromRocks(it->status(), "scan sessions");
+}
+
+}  // namespace agentd::store
