@@ -182,13 +182,18 @@ TEST(ConfigTest, DuplicateKeysAreRejected) {
 TEST(ConfigTest, WrongTypesNameThePathAndTheExpectedType) {
   ExpectInvalid(ParseConfig("backends:\n  - { name: a, timeout_ms: soon }\n").status(),
                 {"backends[0].timeout_ms", "expected an integer", "\"soon\""});
-  ExpectInvalid(ParseConfig("backends:\n  name: a\n").status(), {"backends: expected a list, got a map"});
+  ExpectInvalid(ParseConfig("backends:\n  name: a\n").status(),
+                {"backends: expected a list, got a map"});
   ExpectInvalid(ParseConfig("store: rocksdb\n").status(), {"store: expected a map"});
-  ExpectInvalid(ParseConfig("listen: [a, b]\n").status(), {"listen: expected a string, got a list"});
-  ExpectInvalid(ParseConfig("drain_grace_ms: \"5\"\n").status(), {"drain_grace_ms: expected an integer"});
-  ExpectInvalid(ParseConfig("drain_grace_ms: 1.5\n").status(), {"drain_grace_ms: expected an integer"});
-  ExpectInvalid(ParseConfig("models:\n  - { name: m, price: { input_per_mtok: cheap } }\n").status(),
-                {"models[0].price.input_per_mtok: expected a number"});
+  ExpectInvalid(ParseConfig("listen: [a, b]\n").status(),
+                {"listen: expected a string, got a list"});
+  ExpectInvalid(ParseConfig("drain_grace_ms: \"5\"\n").status(),
+                {"drain_grace_ms: expected an integer"});
+  ExpectInvalid(ParseConfig("drain_grace_ms: 1.5\n").status(),
+                {"drain_grace_ms: expected an integer"});
+  ExpectInvalid(
+      ParseConfig("models:\n  - { name: m, price: { input_per_mtok: cheap } }\n").status(),
+      {"models[0].price.input_per_mtok: expected a number"});
   ExpectInvalid(ParseConfig("models:\n  - { name: m, fallback: echo }\n").status(),
                 {"models[0].fallback: expected a list"});
   ExpectInvalid(ParseConfig("models:\n  - { name: m, fallback: [[echo]] }\n").status(),
@@ -214,36 +219,46 @@ TEST(ConfigTest, OutOfRangeValuesAreRejected) {
                 {"backends[0].max_concurrency: must be > 0"});
   ExpectInvalid(ParseConfig("backends:\n  - { name: a, max_concurrency: 3000000000 }\n").status(),
                 {"backends[0].max_concurrency: must be <= 2147483647"});
-  ExpectInvalid(ParseConfig("models:\n  - { name: m, deployments: [{ backend: b, weight: 0 }] }\n")
-                    .status(),
-                {"models[0].deployments[0].weight"});
-  ExpectInvalid(ParseConfig("models:\n  - { name: m, price: { output_per_mtok: -0.1 } }\n").status(),
-                {"models[0].price.output_per_mtok: must be >= 0"});
+  ExpectInvalid(
+      ParseConfig("models:\n  - { name: m, deployments: [{ backend: b, weight: 0 }] }\n").status(),
+      {"models[0].deployments[0].weight"});
+  ExpectInvalid(
+      ParseConfig("models:\n  - { name: m, price: { output_per_mtok: -0.1 } }\n").status(),
+      {"models[0].price.output_per_mtok: must be >= 0"});
   ExpectInvalid(ParseConfig("models:\n  - { name: m, context_window: -1 }\n").status(),
                 {"models[0].context_window"});
-  ExpectInvalid(ParseConfig("durability: always\n").status(), {"durability: must be one of sync, relaxed"});
-  ExpectInvalid(ParseConfig("store: { type: sqlite }\n").status(), {"store.type: must be one of rocksdb, postgres"});
+  ExpectInvalid(ParseConfig("durability: always\n").status(),
+                {"durability: must be one of sync, relaxed"});
+  ExpectInvalid(ParseConfig("store: { type: sqlite }\n").status(),
+                {"store.type: must be one of rocksdb, postgres"});
   ExpectInvalid(ParseConfig("log_level: loud\n").status(), {"log_level: must be one of"});
-  ExpectInvalid(ParseConfig("max_message_bytes: 1000\n").status(), {"max_message_bytes: must be between"});
+  ExpectInvalid(ParseConfig("max_message_bytes: 1000\n").status(),
+                {"max_message_bytes: must be between"});
   ExpectInvalid(ParseConfig("max_message_bytes: 268435457\n").status(), {"max_message_bytes"});
   EXPECT_TRUE(ParseConfig("max_message_bytes: 268435456\n").ok());
-  ExpectInvalid(ParseConfig("default_max_steps_per_turn: 0\n").status(), {"default_max_steps_per_turn"});
-  ExpectInvalid(ParseConfig("default_max_steps_per_turn: 1001\n").status(), {"default_max_steps_per_turn"});
+  ExpectInvalid(ParseConfig("default_max_steps_per_turn: 0\n").status(),
+                {"default_max_steps_per_turn"});
+  ExpectInvalid(ParseConfig("default_max_steps_per_turn: 1001\n").status(),
+                {"default_max_steps_per_turn"});
   ExpectInvalid(ParseConfig("drain_grace_ms: -1\n").status(), {"drain_grace_ms: must be >= 0"});
   ExpectInvalid(ParseConfig("mcp_servers:\n  - { name: s, timeout_ms: 0 }\n").status(),
                 {"mcp_servers[0].timeout_ms: must be > 0"});
 }
 
 TEST(ConfigTest, ValidateChecksBackends) {
-  ExpectInvalid(ParseAndValidate("backends:\n  - { type: echo }\n"), {"backends[0].name: must not be empty"});
-  ExpectInvalid(ParseAndValidate("backends:\n  - { name: a, type: echo }\n  - { name: a, type: echo }\n"),
-                {"backends[1].name: duplicate backend \"a\""});
+  ExpectInvalid(ParseAndValidate("backends:\n  - { type: echo }\n"),
+                {"backends[0].name: must not be empty"});
+  ExpectInvalid(
+      ParseAndValidate("backends:\n  - { name: a, type: echo }\n  - { name: a, type: echo }\n"),
+      {"backends[1].name: duplicate backend \"a\""});
   ExpectInvalid(ParseAndValidate("backends:\n  - { name: a, type: anthropic }\n"),
                 {"backends[0].type: must be one of openai, echo, scripted"});
-  ExpectInvalid(ParseAndValidate("backends:\n  - { name: a, type: openai }\n"), {"backends[0].base_url"});
+  ExpectInvalid(ParseAndValidate("backends:\n  - { name: a, type: openai }\n"),
+                {"backends[0].base_url"});
   ExpectInvalid(ParseAndValidate("backends:\n  - { name: a, type: openai, base_url: ftp://x }\n"),
                 {"backends[0].base_url"});
-  EXPECT_TRUE(ParseAndValidate("backends:\n  - { name: a, type: openai, base_url: https://x/v1 }\n").ok());
+  EXPECT_TRUE(
+      ParseAndValidate("backends:\n  - { name: a, type: openai, base_url: https://x/v1 }\n").ok());
   EXPECT_TRUE(ParseAndValidate("backends:\n  - { name: a, type: scripted }\n").ok());
 }
 
@@ -253,11 +268,13 @@ TEST(ConfigTest, MissingApiKeyEnvNamesTheVariableButNoSecret) {
                                  " api_key_env: AGENTD_TEST_MISSING_KEY }\n"),
                 {"backends[0].api_key_env", "AGENTD_TEST_MISSING_KEY", "not set"});
 
-  // A header taken from a missing variable: the error names it, and no other variable's value leaks.
+  // A header taken from a missing variable: the error names it, and no other variable's value
+  // leaks.
   ScopedEnv key("AGENTD_TEST_PRESENT_KEY", "sk-very-secret-value");
   const absl::Status status = ParseAndValidate(
       "backends:\n  - { name: a, type: openai, base_url: http://h/v1,"
-      " api_key_env: AGENTD_TEST_PRESENT_KEY, headers: { X-Org: \"env:AGENTD_TEST_MISSING_ORG\" } }\n");
+      " api_key_env: AGENTD_TEST_PRESENT_KEY, headers: { X-Org: \"env:AGENTD_TEST_MISSING_ORG\" } "
+      "}\n");
   ExpectInvalid(status, {"backends[0].headers.X-Org", "AGENTD_TEST_MISSING_ORG"});
   EXPECT_THAT(std::string(status.message()), Not(HasSubstr("sk-very-secret-value")));
 
@@ -268,21 +285,25 @@ TEST(ConfigTest, MissingApiKeyEnvNamesTheVariableButNoSecret) {
 }
 
 constexpr char kTwoBackends[] =
-    "backends:\n  - { name: e, type: echo }\n  - { name: o, type: openai, base_url: http://h/v1 }\n";
+    "backends:\n  - { name: e, type: echo }\n  - { name: o, type: openai, base_url: http://h/v1 "
+    "}\n";
 
 TEST(ConfigTest, ValidateChecksModels) {
   const std::string b = kTwoBackends;
   ExpectInvalid(ParseAndValidate(b + "models:\n  - { deployments: [{ backend: e }] }\n"),
                 {"models[0].name: must not be empty"});
-  ExpectInvalid(ParseAndValidate(b + "models:\n  - { name: echo, deployments: [{ backend: e }] }\n"),
-                {"models[0].name", "reserved"});
+  ExpectInvalid(
+      ParseAndValidate(b + "models:\n  - { name: echo, deployments: [{ backend: e }] }\n"),
+      {"models[0].name", "reserved"});
   ExpectInvalid(ParseAndValidate(b + "models:\n  - { name: m, deployments: [{ backend: e }] }\n"
                                      "  - { name: m, deployments: [{ backend: e }] }\n"),
                 {"models[1].name: duplicate model \"m\""});
   ExpectInvalid(ParseAndValidate(b + "models:\n  - { name: m }\n"),
                 {"models[0].deployments: at least one deployment"});
-  ExpectInvalid(ParseAndValidate(b + "models:\n  - { name: m, deployments: [{ backend: e }, { backend: x }] }\n"),
-                {"models[0].deployments[1].backend: unknown backend \"x\""});
+  ExpectInvalid(
+      ParseAndValidate(b +
+                       "models:\n  - { name: m, deployments: [{ backend: e }, { backend: x }] }\n"),
+      {"models[0].deployments[1].backend: unknown backend \"x\""});
   ExpectInvalid(ParseAndValidate(b + "models:\n  - { name: m, deployments: [{ backend: o }] }\n"),
                 {"models[0].deployments[0].model"});
 }
@@ -290,20 +311,24 @@ TEST(ConfigTest, ValidateChecksModels) {
 TEST(ConfigTest, ValidateChecksFallbacks) {
   const std::string b = kTwoBackends;
   ExpectInvalid(
-      ParseAndValidate(b + "models:\n  - { name: m, deployments: [{ backend: e }], fallback: [nope] }\n"),
+      ParseAndValidate(
+          b + "models:\n  - { name: m, deployments: [{ backend: e }], fallback: [nope] }\n"),
       {"models[0].fallback[0]: unknown model \"nope\""});
   ExpectInvalid(
-      ParseAndValidate(b + "models:\n  - { name: m, deployments: [{ backend: e }], fallback: [echo, m] }\n"),
+      ParseAndValidate(
+          b + "models:\n  - { name: m, deployments: [{ backend: e }], fallback: [echo, m] }\n"),
       {"models[0].fallback[1]", "itself"});
   // Fallbacks may name a model defined later, and the built-in echo.
-  EXPECT_TRUE(ParseAndValidate(b + "models:\n"
-                                   "  - { name: a, deployments: [{ backend: e }], fallback: [b, echo] }\n"
-                                   "  - { name: b, deployments: [{ backend: o, model: x }] }\n")
-                  .ok());
+  EXPECT_TRUE(
+      ParseAndValidate(b + "models:\n"
+                           "  - { name: a, deployments: [{ backend: e }], fallback: [b, echo] }\n"
+                           "  - { name: b, deployments: [{ backend: o, model: x }] }\n")
+          .ok());
 }
 
 TEST(ConfigTest, ValidateChecksMcpServers) {
-  ExpectInvalid(ParseAndValidate("mcp_servers:\n  - { name: s, url: nope }\n"), {"mcp_servers[0].url"});
+  ExpectInvalid(ParseAndValidate("mcp_servers:\n  - { name: s, url: nope }\n"),
+                {"mcp_servers[0].url"});
   ExpectInvalid(ParseAndValidate("mcp_servers:\n  - { name: \"a/b\", url: http://h/mcp }\n"),
                 {"mcp_servers[0].name"});
   ExpectInvalid(ParseAndValidate("mcp_servers:\n  - { name: s, url: http://h/mcp }\n"
@@ -316,7 +341,8 @@ TEST(ConfigTest, ValidatePostgresNeedsItsDsnVariable) {
   ExpectInvalid(ParseAndValidate("store: { type: postgres, postgres_dsn_env: AGENTD_TEST_DSN }\n"),
                 {"store.postgres_dsn_env", "AGENTD_TEST_DSN"});
   ScopedEnv dsn("AGENTD_TEST_DSN", "host=/tmp dbname=x");
-  EXPECT_TRUE(ParseAndValidate("store: { type: postgres, postgres_dsn_env: AGENTD_TEST_DSN }\n").ok());
+  EXPECT_TRUE(
+      ParseAndValidate("store: { type: postgres, postgres_dsn_env: AGENTD_TEST_DSN }\n").ok());
 }
 
 TEST(ConfigTest, LoadConfigFileReadsAndReportsThePath) {

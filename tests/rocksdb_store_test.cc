@@ -72,8 +72,8 @@ storage::SessionRecord Session(const std::string& id) {
   return r;
 }
 
-SessionWrite AppendWrite(const std::string& project, const storage::SessionRecord& current,
-                         int n, const std::string& idempotency_key = "") {
+SessionWrite AppendWrite(const std::string& project, const storage::SessionRecord& current, int n,
+                         const std::string& idempotency_key = "") {
   SessionWrite w;
   w.project_id = project;
   w.session_id = current.session().session_id();
@@ -128,12 +128,12 @@ TEST(RocksDbStoreTest, CloseAndReopenKeepsEverything) {
   EXPECT_EQ(s.ReadEvents("p", "s", 0, 100)->size(), 5u);
   EXPECT_EQ((*s.GetIdempotency("p", "s", "k"))->result(), "result");
   int running = 0;
-  ASSERT_TRUE(s.ForEachSessionWithStatus(v1::SESSION_STATUS_RUNNING,
-                                         [&](const std::string&, const storage::SessionRecord&) {
-                                           ++running;
-                                           return absl::OkStatus();
-                                         })
-                  .ok());
+  ASSERT_TRUE(
+      s.ForEachSessionWithStatus(v1::SESSION_STATUS_RUNNING, [&](const std::string&,
+                                                                 const storage::SessionRecord&) {
+         ++running;
+         return absl::OkStatus();
+       }).ok());
   EXPECT_EQ(running, 1);
   // And it goes on where it left off.
   ASSERT_TRUE(s.CommitSessionWrite(AppendWrite("p", *rec, 1)).ok());
@@ -157,8 +157,8 @@ TEST(RocksDbStoreTest, SyncCommitsFromManyThreads) {
       const std::string id = absl::StrCat("s", t);
       for (int i = 0; i < kCommits; ++i) {
         absl::StatusOr<storage::SessionRecord> rec = s.GetSession("p", id);
-        if (!rec.ok() || !s.CommitSessionWrite(AppendWrite("p", *rec, 2, absl::StrCat("k", i)))
-                              .ok()) {
+        if (!rec.ok() ||
+            !s.CommitSessionWrite(AppendWrite("p", *rec, 2, absl::StrCat("k", i))).ok()) {
           ++failures;
         }
       }
@@ -225,9 +225,9 @@ TEST(RocksDbStoreTest, NewerFormatIsRefused) {
   WithRawDb(path, [](rocksdb::DB* db, const auto& handles) {
     storage::FormatInfo info;
     info.set_version(2);
-    ASSERT_TRUE(db->Put({}, H(handles, schema::ColumnFamily::kMeta), "format",
-                        info.SerializeAsString())
-                    .ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, schema::ColumnFamily::kMeta), "format", info.SerializeAsString())
+            .ok());
     // A newer format may also bring column families this build does not know.
     rocksdb::ColumnFamilyHandle* future = nullptr;
     ASSERT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "future", &future).ok());
@@ -235,9 +235,9 @@ TEST(RocksDbStoreTest, NewerFormatIsRefused) {
   });
   auto store = OpenAt(path);
   ASSERT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
-  EXPECT_NE(store.status().message().find(
-                "data dir format 2 is newer than this agentd supports (1)"),
-            absl::string_view::npos)
+  EXPECT_NE(
+      store.status().message().find("data dir format 2 is newer than this agentd supports (1)"),
+      absl::string_view::npos)
       << store.status();
 }
 
@@ -246,7 +246,10 @@ TEST(RocksDbStoreTest, CorruptFormatRecordIsDataLoss) {
   const std::string path = dir.Sub("data");
   ASSERT_TRUE(OpenAt(path).ok());
   WithRawDb(path, [](rocksdb::DB* db, const auto& handles) {
-    ASSERT_TRUE(db->Put({}, H(handles, schema::ColumnFamily::kMeta), "format", "\x0a\x05" "ab").ok());
+    ASSERT_TRUE(db->Put({}, H(handles, schema::ColumnFamily::kMeta), "format",
+                        "\x0a\x05"
+                        "ab")
+                    .ok());
   });
   EXPECT_EQ(OpenAt(path).status().code(), absl::StatusCode::kDataLoss);
 }
@@ -263,17 +266,23 @@ TEST(RocksDbStoreTest, CorruptValuesAreDataLoss) {
     ASSERT_TRUE(s.CreateSession("p", Session("t")).ok());
     ASSERT_TRUE(s.CommitSessionWrite(AppendWrite("p", *s.GetSession("p", "t"), 2, "k")).ok());
   }
-  const std::string garbage = "\x0a\x05" "ab";  // field 1, length 5, only 2 bytes follow
+  const std::string garbage =
+      "\x0a\x05"
+      "ab";  // field 1, length 5, only 2 bytes follow
   WithRawDb(path, [&](rocksdb::DB* db, const auto& handles) {
     using schema::ColumnFamily;
-    ASSERT_TRUE(db->Put({}, H(handles, ColumnFamily::kAgents), schema::AgentHeadKey("p", "a"),
-                        garbage).ok());
-    ASSERT_TRUE(db->Put({}, H(handles, ColumnFamily::kSessions), schema::SessionKey("p", "s"),
-                        garbage).ok());
-    ASSERT_TRUE(db->Put({}, H(handles, ColumnFamily::kEvents), schema::EventKey("p", "t", 2),
-                        garbage).ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kAgents), schema::AgentHeadKey("p", "a"), garbage)
+            .ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kSessions), schema::SessionKey("p", "s"), garbage)
+            .ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kEvents), schema::EventKey("p", "t", 2), garbage)
+            .ok());
     ASSERT_TRUE(db->Put({}, H(handles, ColumnFamily::kIdempotency),
-                        schema::IdempotencyKey("p", "t", "k"), garbage).ok());
+                        schema::IdempotencyKey("p", "t", "k"), garbage)
+                    .ok());
   });
   auto store = OpenAt(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -287,12 +296,11 @@ TEST(RocksDbStoreTest, CorruptValuesAreDataLoss) {
   expect_data_loss(s.PutAgentVersion("p", Agent("a", 2), 1), "agent head");
   expect_data_loss(s.GetSession("p", "s").status(), "session");
   expect_data_loss(s.ListSessions("p", {}, 10, "").status(), "session");
-  expect_data_loss(s.ForEachSessionWithStatus(
-                       v1::SESSION_STATUS_RUNNING,
-                       [](const std::string&, const storage::SessionRecord&) {
-                         return absl::OkStatus();
-                       }),
-                   "session");
+  expect_data_loss(
+      s.ForEachSessionWithStatus(
+          v1::SESSION_STATUS_RUNNING,
+          [](const std::string&, const storage::SessionRecord&) { return absl::OkStatus(); }),
+      "session");
   storage::SessionRecord fake = Session("s");
   fake.set_revision(1);
   expect_data_loss(s.CommitSessionWrite(AppendWrite("p", fake, 1)), "session");
@@ -309,7 +317,11 @@ TEST(RocksDbStoreTest, MalformedKeyIsDataLoss) {
   const std::string path = dir.Sub("data");
   ASSERT_TRUE(OpenAt(path).ok());
   WithRawDb(path, [](rocksdb::DB* db, const auto& handles) {
-    ASSERT_TRUE(db->Put({}, H(handles, schema::ColumnFamily::kSessions), "\x05" "ab", "").ok());
+    ASSERT_TRUE(db->Put({}, H(handles, schema::ColumnFamily::kSessions),
+                        "\x05"
+                        "ab",
+                        "")
+                    .ok());
   });
   auto store = OpenAt(path);
   ASSERT_TRUE(store.ok());
@@ -334,8 +346,7 @@ TEST(RocksDbStoreTest, PageTokensAreHexOfAnId) {
   EXPECT_EQ(page->sessions[0].session_id(), "s3");
   for (const std::string& token : {std::string("zz"), std::string("abc"), std::string("AB"),
                                    std::string(600, 'a'), std::string("0g")}) {
-    EXPECT_EQ(s.ListSessions("p", {}, 5, token).status().code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(s.ListSessions("p", {}, 5, token).status().code(), absl::StatusCode::kInvalidArgument)
         << token;
   }
 }

@@ -48,15 +48,15 @@ inline bool ProtoEq(const google::protobuf::Message& a, const google::protobuf::
 
 }  // namespace store_contract
 
-#define STORE_ASSERT_OK(expr)                                          \
-  do {                                                                 \
+#define STORE_ASSERT_OK(expr)                                                             \
+  do {                                                                                    \
     const ::absl::Status store_status_ = ::agentd::store::store_contract::ToStatus(expr); \
-    ASSERT_TRUE(store_status_.ok()) << store_status_.ToString();       \
+    ASSERT_TRUE(store_status_.ok()) << store_status_.ToString();                          \
   } while (0)
 
-#define STORE_EXPECT_CODE(expr, code_)                                 \
-  do {                                                                 \
-    const ::absl::Status store_status_ = ::agentd::store::store_contract::ToStatus(expr); \
+#define STORE_EXPECT_CODE(expr, code_)                                                      \
+  do {                                                                                      \
+    const ::absl::Status store_status_ = ::agentd::store::store_contract::ToStatus(expr);   \
     EXPECT_EQ(store_status_.code(), ::absl::StatusCode::code_) << store_status_.ToString(); \
   } while (0)
 
@@ -248,9 +248,8 @@ TYPED_TEST_P(StoreContractTest, DeletedAgentIsHiddenButKeepsVersions) {
 TYPED_TEST_P(StoreContractTest, ListAgentsPagesLiveAgentsInOrder) {
   auto& s = this->store();
   for (int i = 11; i >= 0; --i) {  // created out of order
-    STORE_ASSERT_OK(s.PutAgentVersion("p", this->MakeAgent(absl::StrCat("agent-", i / 10, i % 10),
-                                                           1, "m"),
-                                      0));
+    STORE_ASSERT_OK(
+        s.PutAgentVersion("p", this->MakeAgent(absl::StrCat("agent-", i / 10, i % 10), 1, "m"), 0));
   }
   STORE_ASSERT_OK(s.PutAgentVersion("p", this->MakeAgent("agent-03", 2, "m"), 1));
   STORE_ASSERT_OK(s.PutAgentVersion("p", this->MakeAgent("agent-03", 3, "newest"), 2));
@@ -302,7 +301,8 @@ TYPED_TEST_P(StoreContractTest, ListSessionsFiltersAndPages) {
     if (status == v1::SESSION_STATUS_RUNNING) running.push_back(id);
     if (agent == "a" && status == v1::SESSION_STATUS_RUNNING) a_running.push_back(id);
   }
-  auto check = [&](const SessionFilter& filter, int32_t size, const std::vector<std::string>& want) {
+  auto check = [&](const SessionFilter& filter, int32_t size,
+                   const std::vector<std::string>& want) {
     const auto pages = this->SessionPages("p", filter, size);
     std::vector<std::string> flat;
     for (size_t i = 0; i < pages.size(); ++i) {
@@ -374,7 +374,8 @@ TYPED_TEST_P(StoreContractTest, DeleteSessionRemovesEventsAndIdempotency) {
   STORE_EXPECT_CODE(s.GetSession("p", "s1"), kNotFound);
   STORE_EXPECT_CODE(s.ReadEvents("p", "s1", 0, 10), kNotFound);
   STORE_EXPECT_CODE(s.DeleteSession("p", "s1"), kNotFound);
-  absl::StatusOr<std::optional<storage::IdempotencyRecord>> idem = s.GetIdempotency("p", "s1", "key");
+  absl::StatusOr<std::optional<storage::IdempotencyRecord>> idem =
+      s.GetIdempotency("p", "s1", "key");
   STORE_ASSERT_OK(idem);
   EXPECT_FALSE(idem->has_value());
 
@@ -518,7 +519,8 @@ TYPED_TEST_P(StoreContractTest, IdempotencyRecordsRoundTrip) {
   w.idempotency.mutable_create_time()->set_seconds(1700000000);
   STORE_ASSERT_OK(s.CommitSessionWrite(w));
 
-  absl::StatusOr<std::optional<storage::IdempotencyRecord>> got = s.GetIdempotency("p", "s", "req-1");
+  absl::StatusOr<std::optional<storage::IdempotencyRecord>> got =
+      s.GetIdempotency("p", "s", "req-1");
   STORE_ASSERT_OK(got);
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ((*got)->request_digest(), w.idempotency.request_digest());
@@ -612,7 +614,8 @@ TYPED_TEST_P(StoreContractTest, PrefixIdsDoNotBleed) {
   STORE_ASSERT_OK(s.PutAgentVersion("p", this->MakeAgent("x1", 1, "m"), 0));
   STORE_ASSERT_OK(s.PutAgentVersion("pp", this->MakeAgent("x", 1, "m"), 0));
 
-  for (const auto& [project, session, n] : std::vector<std::tuple<std::string, std::string, size_t>>{
+  for (const auto& [project, session, n] :
+       std::vector<std::tuple<std::string, std::string, size_t>>{
            {"p", "s1", 2}, {"p", "s10", 3}, {"pp", "s1", 4}, {"p", "s", 0}}) {
     const std::vector<v1::Event> events = this->AllEvents(project, session);
     EXPECT_EQ(events.size(), n) << project << "/" << session;
@@ -749,20 +752,15 @@ TYPED_TEST_P(StoreContractTest, ConcurrentCasCommitsAreGapFree) {
   ::testing::Test::RecordProperty("cas_retries", aborted.load());
 }
 
-REGISTER_TYPED_TEST_SUITE_P(StoreContractTest, AgentVersionsAndLatest,
-                            CreatingAnExistingAgentIsAlreadyExists, StaleAgentHeadIsAborted,
-                            DeletedAgentIsHiddenButKeepsVersions,
-                            ListAgentsPagesLiveAgentsInOrder, SessionCreateGetAndRevision,
-                            ListSessionsFiltersAndPages, PageSizeDefaultsTo50AndIsCappedAt1000,
-                            MalformedPageTokenIsInvalidArgument,
-                            DeleteSessionRemovesEventsAndIdempotency,
-                            CommitAppendsEventsAndBumpsRevision,
-                            StaleRevisionIsAbortedAndWritesNothing,
-                            GapsAndMismatchesAreInvalidArgumentAndWriteNothing,
-                            CommitToMissingSessionIsNotFound, IdempotencyRecordsRoundTrip,
-                            ReadEventsAfterSeqAndLimit, ProjectsAreIsolated, PrefixIdsDoNotBleed,
-                            ForEachSessionWithStatusScansAllProjects,
-                            IdsOutsideOneTo128BytesAreInvalidArgument,
-                            ConcurrentCasCommitsAreGapFree);
+REGISTER_TYPED_TEST_SUITE_P(
+    StoreContractTest, AgentVersionsAndLatest, CreatingAnExistingAgentIsAlreadyExists,
+    StaleAgentHeadIsAborted, DeletedAgentIsHiddenButKeepsVersions, ListAgentsPagesLiveAgentsInOrder,
+    SessionCreateGetAndRevision, ListSessionsFiltersAndPages, PageSizeDefaultsTo50AndIsCappedAt1000,
+    MalformedPageTokenIsInvalidArgument, DeleteSessionRemovesEventsAndIdempotency,
+    CommitAppendsEventsAndBumpsRevision, StaleRevisionIsAbortedAndWritesNothing,
+    GapsAndMismatchesAreInvalidArgumentAndWriteNothing, CommitToMissingSessionIsNotFound,
+    IdempotencyRecordsRoundTrip, ReadEventsAfterSeqAndLimit, ProjectsAreIsolated,
+    PrefixIdsDoNotBleed, ForEachSessionWithStatusScansAllProjects,
+    IdsOutsideOneTo128BytesAreInvalidArgument, ConcurrentCasCommitsAreGapFree);
 
 }  // namespace agentd::store

@@ -73,8 +73,10 @@ std::shared_ptr<ModelCall> ScriptedBackend::Start(ModelRequest request, ModelCal
   }
   if (!scripted) return EchoBackend().Start(std::move(request), std::move(callbacks));
 
-  absl::StatusOr<ModelResponse> outcome = reply.error;
-  if (reply.error.ok()) {
+  absl::StatusOr<ModelResponse> outcome = absl::UnknownError("unset");
+  if (!reply.error.ok()) {
+    outcome = reply.error;
+  } else {
     ModelResponse response;
     response.text = reply.text;
     response.tool_calls = reply.tool_calls;

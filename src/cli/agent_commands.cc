@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -65,7 +66,9 @@ void NormalizeAgentJson(nlohmann::json& agent) {
       if (!tool.is_object()) continue;
       if (tool.contains("kind") && tool["kind"].is_string()) {
         const std::string kind = tool["kind"];
-        if (kind == "client" || kind == "builtin") tool["kind"] = "TOOL_KIND_" + absl::AsciiStrToUpper(kind);
+        if (kind == "client" || kind == "builtin") {
+          tool["kind"] = "TOOL_KIND_" + absl::AsciiStrToUpper(kind);
+        }
       }
       auto schema = tool.find("parameters_json_schema");
       if (schema != tool.end() && schema->is_object()) *schema = schema->dump();
@@ -81,24 +84,27 @@ void NormalizeAgentJson(nlohmann::json& agent) {
   }
 }
 
-// Reads an Agent from a YAML or JSON file; the error text is for a usage error.
-bool LoadAgentFile(const std::string& path, v1::Agent* agent, std::string* error) {
+// Reads an Agent from a YAML or JSON file. Errors are INVALID_ARGUMENT naming the file.
+absl::Status LoadAgentFile(const std::string& path, v1::Agent* agent) {
   std::ifstream in(path);
-  if (!in) return *error = absl::StrCat("cannot read ", path), false;
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
   std::stringstream text;
   text << in.rdbuf();
   nlohmann::json json;
   try {
     json = YamlToJson(YAML::Load(text.str()));
   } catch (const YAML::Exception& e) {
-    return *error = absl::StrCat(path, ": ", e.what()), false;
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
-  if (json.is_null()) return true;
-  if (!json.is_object()) return *error = absl::StrCat(path, ": expected a map of Agent fields"), false;
+  if (json.is_null()) return absl::OkStatus();
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected a map of Agent fields"));
+  }
   NormalizeAgentJson(json);
   const auto status = google::protobuf::util::JsonStringToMessage(json.dump(), agent);
-  if (!status.ok()) return *error = absl::StrCat(path, ": ", std::string(status.message())), false;
-  return true;
+  if (!status.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", status.message().ToString()));
+  return absl::OkStatus();
 }
 
 // NAME[:client|builtin][:description]; "mcp:server/tool" names keep their colon, default BUILTIN.
@@ -133,8 +139,10 @@ void PrintAgent(Connection& c, const v1::Agent& agent) {
 int CreateAgent(Connection& c, const CreateOptions& o) {
   v1::CreateAgentRequest request;
   v1::Agent* agent = request.mutable_agent();
-  std::string error;
-  if (!o.file.empty() && !LoadAgentFile(o.file, agent, &error)) return UsageError(error);
+  if (!o.file.empty()) {
+    const absl::Status loaded = LoadAgentFile(o.file, agent);
+    if (!loaded.ok()) return UsageError(std::string(loaded.message()));
+  }
   if (!o.name.empty()) agent->set_name(o.name);
   if (!o.model.empty()) agent->set_model(o.model);
   if (!o.instructions.empty()) agent->set_instructions(o.instructions);
@@ -164,11 +172,14 @@ int GetAgent(Connection& c, const std::string& id, int64_t version) {
   if (!status.ok()) return c.Fail(status, *context);
   if (c.json()) return PrintJson(response), kExitOk;
   PrintAgents({response});
-  if (!response.instructions().empty()) std::cout << "\ninstructions: " << OneLine(response.instructions(), 300) << "\n";
+  if (!response.instructions().empty()) {
+    std::cout << "\ninstructions: " << OneLine(response.instructions(), 300) << "\n";
+  }
   if (response.tools_size() > 0) {
     Table tools({"tool", "kind", "description"});
     for (const v1::ToolSpec& t : response.tools()) {
-      tools.Add({t.name(), ShortEnumName(v1::ToolKind_Name(t.kind()), "TOOL_KIND_"), OneLine(t.description(), 80)});
+      tools.Add({t.name(), ShortEnumName(v1::ToolKind_Name(t.kind()), "TOOL_KIND_"),
+                 OneLine(t.description(), 80)});
     }
     std::cout << "\n";
     tools.Print(std::cout);
@@ -209,10 +220,11 @@ int DeleteAgent(Connection& c, const std::string& id) {
 
 void AddCreate(CLI::App& agent, Dispatch* d) {
   auto o = std::make_shared<CreateOptions>();
-  CLI::App* cmd = AddCommand(agent, "create", "Create an agent (version 1)",
-                             "  agentctl agent create --name weather --model echo \\\n"
-                             "      --instructions 'Answer briefly.' --tool 'get_weather:client:Weather for a city'\n"
-                             "  agentctl agent create --file agent.yaml --name weather-v2");
+  CLI::App* cmd = AddCommand(
+      agent, "create", "Create an agent (version 1)",
+      "  agentctl agent create --name weather --model echo \\\n"
+      "      --instructions 'Answer briefly.' --tool 'get_weather:client:Weather for a city'\n"
+      "  agentctl agent create --file agent.yaml --name weather-v2");
   cmd->add_option("--name", o->name, "Agent name");
   cmd->add_option("--model", o->model, "Model name from the server config, or echo");
   cmd->add_option("--instructions", o->instructions, "System instructions");
@@ -237,7 +249,9 @@ void AddGet(CLI::App& agent, Dispatch* d) {
                              "  agentctl agent get agt_0123 --version 2 -o json");
   cmd->add_option("ID", *id, "Agent id")->required();
   cmd->add_option("--version", *version, "Version (0 = latest)")->check(CLI::NonNegativeNumber);
-  cmd->callback([d, id, version] { d->action = [id, version](Connection& c) { return GetAgent(c, *id, *version); }; });
+  cmd->callback([d, id, version] {
+    d->action = [id, version](Connection& c) { return GetAgent(c, *id, *version); };
+  });
 }
 
 void AddList(CLI::App& agent, Dispatch* d) {
@@ -257,8 +271,9 @@ void AddDelete(CLI::App& agent, Dispatch* d) {
 }  // namespace
 
 void AddAgentCommands(CLI::App& app, Dispatch* dispatch) {
-  CLI::App* agent = AddCommand(app, "agent", "Create, show, list and delete agents",
-                               "  agentctl agent create --name helper --model echo\n  agentctl agent list");
+  CLI::App* agent =
+      AddCommand(app, "agent", "Create, show, list and delete agents",
+                 "  agentctl agent create --name helper --model echo\n  agentctl agent list");
   agent->require_subcommand(1);
   AddCreate(*agent, dispatch);
   AddGet(*agent, dispatch);

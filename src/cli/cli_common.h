@@ -3,11 +3,11 @@
 // callback stores the Action to run in a Dispatch, and main() runs it once parsing succeeded.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
 #include "agentd/v1/agent.grpc.pb.h"
@@ -22,7 +22,7 @@ inline constexpr int kExitUsage = 2;
 struct GlobalOptions {
   std::string addr = "127.0.0.1:7700";
   std::string api_key;
-  double timeout_seconds = 30;  // 0 = no deadline
+  double timeout_seconds = 30;   // 0 = no deadline
   std::string output = "table";  // table | json
 };
 

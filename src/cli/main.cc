@@ -17,7 +17,8 @@ void AddGlobalOptions(CLI::App& app, agentd::cli::GlobalOptions* global) {
       ->capture_default_str();
   app.add_option("--api-key", global->api_key, "API key, sent as `authorization: Bearer KEY`")
       ->envname("AGENTD_API_KEY");
-  app.add_option("--timeout", global->timeout_seconds, "Deadline of each call in seconds (0 = none)")
+  app.add_option("--timeout", global->timeout_seconds,
+                 "Deadline of each call in seconds (0 = none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("-o,--output", global->output, "Output format")
@@ -25,9 +26,7 @@ void AddGlobalOptions(CLI::App& app, agentd::cli::GlobalOptions* global) {
       ->capture_default_str();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   CLI::App app{"agentctl: manage agents and sessions of an agentd server, and talk to them"};
   app.footer(
       "Examples:\n"
@@ -54,11 +53,19 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitUsage;
   }
   if (!dispatch.action) return agentd::cli::UsageError("no command given");
+  agentd::cli::Connection connection(global);
+  return dispatch.action(connection);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
   try {
-    agentd::cli::Connection connection(global);
-    return dispatch.action(connection);
+    return Run(argc, argv);
   } catch (const std::exception& e) {
     std::cerr << "error: INTERNAL: " << e.what() << std::endl;
-    return kExitServerError;
+  } catch (...) {
+    std::cerr << "error: INTERNAL: unexpected failure" << std::endl;
   }
+  return kExitServerError;
 }

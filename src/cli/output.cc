@@ -51,8 +51,9 @@ std::string MessageBody(const v1::Message& m) {
 std::string TurnBody(const v1::Event& event) {
   const v1::TurnMarker& turn = event.turn();
   if (event.type() == v1::EVENT_TYPE_TURN_STARTED) {
-    return turn.idempotency_key().empty() ? "started"
-                                          : absl::StrCat("started (key ", turn.idempotency_key(), ")");
+    return turn.idempotency_key().empty()
+               ? "started"
+               : absl::StrCat("started (key ", turn.idempotency_key(), ")");
   }
   std::string body = TurnStatusName(turn.status());
   if (!turn.error().empty()) absl::StrAppend(&body, ": ", turn.error());
@@ -62,18 +63,21 @@ std::string TurnBody(const v1::Event& event) {
 
 std::string EventBody(const v1::Event& event) {
   switch (event.body_case()) {
-    case v1::Event::kMessage: return MessageBody(event.message());
+    case v1::Event::kMessage:
+      return MessageBody(event.message());
     case v1::Event::kToolCall:
       return absl::StrCat("call ", event.tool_call().id(), ": ", CallText(event.tool_call()));
     case v1::Event::kToolResult: {
       const v1::ToolResult& r = event.tool_result();
       return absl::StrCat(r.is_error() ? "error " : "result ", r.tool_call_id(), ": ", r.output());
     }
-    case v1::Event::kTurn: return TurnBody(event);
+    case v1::Event::kTurn:
+      return TurnBody(event);
     case v1::Event::kSummary:
       return absl::StrCat("summary of ", event.summary().from_seq(), "..", event.summary().to_seq(),
                           ": ", event.summary().text());
-    default: return "";
+    default:
+      return "";
   }
 }
 
@@ -82,7 +86,9 @@ std::string EventBody(const v1::Event& event) {
 void Table::Print(std::ostream& out) const {
   std::vector<size_t> widths(header_.size(), 0);
   auto measure = [&widths](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
   };
   measure(header_);
   for (const auto& row : rows_) measure(row);
@@ -90,7 +96,8 @@ void Table::Print(std::ostream& out) const {
     std::string line;
     for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
       const std::string cell = upper ? Upper(row[i]) : row[i];
-      absl::StrAppend(&line, cell, i + 1 < row.size() ? std::string(widths[i] - cell.size() + 2, ' ') : "");
+      absl::StrAppend(&line, cell,
+                      i + 1 < row.size() ? std::string(widths[i] - cell.size() + 2, ' ') : "");
     }
     out << line << "\n";
   };
@@ -105,12 +112,14 @@ std::string ToJson(const google::protobuf::Message& message, bool pretty) {
   options.add_whitespace = pretty;
   std::string json;
   const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
-  if (!status.ok()) return absl::StrCat("{\"error\": \"", std::string(status.message()), "\"}");
+  if (!status.ok()) return absl::StrCat("{\"error\": \"", status.message().ToString(), "\"}");
   while (!json.empty() && json.back() == '\n') json.pop_back();
   return json;
 }
 
-void PrintJson(const google::protobuf::Message& message) { std::cout << ToJson(message, true) << std::endl; }
+void PrintJson(const google::protobuf::Message& message) {
+  std::cout << ToJson(message, true) << std::endl;
+}
 
 void PrintJsonLine(const google::protobuf::Message& message) {
   std::cout << ToJson(message, false) << std::endl;
@@ -143,7 +152,9 @@ std::string OneLine(const std::string& text, size_t max_bytes) {
   }
   if (line.size() <= max_bytes) return line;
   size_t cut = max_bytes;
-  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
+  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) {
+    --cut;  // UTF-8 boundary
+  }
   return line.substr(0, cut) + "...";
 }
 
@@ -165,8 +176,9 @@ void PrintAgents(const std::vector<v1::Agent>& agents) {
 void PrintSessions(const std::vector<v1::Session>& sessions) {
   Table table({"session_id", "agent_id", "version", "status", "last_seq", "created", "expires"});
   for (const v1::Session& s : sessions) {
-    table.Add({s.session_id(), s.agent_id(), absl::StrCat(s.agent_version()), SessionStatusName(s.status()),
-               absl::StrCat(s.last_seq()), TimeText(s.create_time()), TimeText(s.expire_time())});
+    table.Add({s.session_id(), s.agent_id(), absl::StrCat(s.agent_version()),
+               SessionStatusName(s.status()), absl::StrCat(s.last_seq()), TimeText(s.create_time()),
+               TimeText(s.expire_time())});
   }
   table.Print(std::cout);
 }
@@ -192,7 +204,9 @@ void PrintRequiredToolCalls(const std::string& session_id,
   std::cout << "requires action: the agent called " << calls.size() << " client tool"
             << (calls.size() == 1 ? "" : "s") << "\n";
   Table table({"call_id", "name", "arguments"});
-  for (const v1::ToolCall& call : calls) table.Add({call.id(), call.name(), OneLine(call.arguments_json(), 200)});
+  for (const v1::ToolCall& call : calls) {
+    table.Add({call.id(), call.name(), OneLine(call.arguments_json(), 200)});
+  }
   table.Print(std::cout);
   std::cout << "answer with: agentctl send " << session_id << " --tool-result "
             << (calls.empty() ? "CALL_ID" : calls[0].id()) << "=OUTPUT" << std::endl;
@@ -201,7 +215,8 @@ void PrintRequiredToolCalls(const std::string& session_id,
 void PrintTurnStatusLine(const v1::TurnResult& result) {
   std::cerr << "turn " << result.turn_id() << ": " << TurnStatusName(result.status());
   if (!result.error().empty()) std::cerr << ": " << OneLine(result.error(), 300);
-  std::cerr << " (" << UsageText(result.usage()) << "; last_seq " << result.last_seq() << ")" << std::endl;
+  std::cerr << " (" << UsageText(result.usage()) << "; last_seq " << result.last_seq() << ")"
+            << std::endl;
 }
 
 }  // namespace agentd::cli

@@ -3,11 +3,11 @@
 // stated otherwise.
 #pragma once
 
+#include <google/protobuf/message.h>
+
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/message.h>
 
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"

@@ -26,7 +26,8 @@ struct ListOptions {
 void PrintSession(Connection& c, const v1::Session& session) {
   if (c.json()) return PrintJson(session);
   PrintSessions({session});
-  if (session.status() == v1::SESSION_STATUS_REQUIRES_ACTION && session.pending_tool_calls_size() > 0) {
+  if (session.status() == v1::SESSION_STATUS_REQUIRES_ACTION &&
+      session.pending_tool_calls_size() > 0) {
     std::cout << "\n";
     PrintRequiredToolCalls(session.session_id(), session.pending_tool_calls());
   }
@@ -64,7 +65,9 @@ int GetSession(Connection& c, const std::string& id) {
 
 v1::SessionStatus ParseStatus(const std::string& status) {
   v1::SessionStatus value = v1::SESSION_STATUS_UNSPECIFIED;
-  if (!status.empty()) v1::SessionStatus_Parse("SESSION_STATUS_" + absl::AsciiStrToUpper(status), &value);
+  if (!status.empty()) {
+    v1::SessionStatus_Parse("SESSION_STATUS_" + absl::AsciiStrToUpper(status), &value);
+  }
   return value;
 }
 
@@ -101,9 +104,10 @@ int DeleteSession(Connection& c, const std::string& id) {
 
 void AddCreate(CLI::App& session, Dispatch* d) {
   auto o = std::make_shared<CreateOptions>();
-  CLI::App* cmd = AddCommand(session, "create", "Start a session of an agent (pins the agent version)",
-                             "  agentctl session create --agent agt_0123\n"
-                             "  agentctl session create --agent agt_0123 --id support-42 --ttl 3600 --meta user=alice");
+  CLI::App* cmd = AddCommand(
+      session, "create", "Start a session of an agent (pins the agent version)",
+      "  agentctl session create --agent agt_0123\n"
+      "  agentctl session create --agent agt_0123 --id support-42 --ttl 3600 --meta user=alice");
   cmd->add_option("--agent", o->agent_id, "Agent id")->required();
   cmd->add_option("--agent-version", o->agent_version, "Agent version to pin (0 = latest)")
       ->check(CLI::NonNegativeNumber);
@@ -119,16 +123,18 @@ void AddCreate(CLI::App& session, Dispatch* d) {
 
 void AddGet(CLI::App& session, Dispatch* d) {
   auto id = std::make_shared<std::string>();
-  CLI::App* cmd = AddCommand(session, "get", "Show a session: status, last event, usage, pending tool calls",
-                             "  agentctl session get sess_0123\n  agentctl session get sess_0123 -o json");
+  CLI::App* cmd =
+      AddCommand(session, "get", "Show a session: status, last event, usage, pending tool calls",
+                 "  agentctl session get sess_0123\n  agentctl session get sess_0123 -o json");
   cmd->add_option("ID", *id, "Session id")->required();
   cmd->callback([d, id] { d->action = [id](Connection& c) { return GetSession(c, *id); }; });
 }
 
 void AddList(CLI::App& session, Dispatch* d) {
   auto o = std::make_shared<ListOptions>();
-  CLI::App* cmd = AddCommand(session, "list", "List sessions, optionally of one agent or in one status",
-                             "  agentctl session list --agent agt_0123 --status requires_action");
+  CLI::App* cmd =
+      AddCommand(session, "list", "List sessions, optionally of one agent or in one status",
+                 "  agentctl session list --agent agt_0123 --status requires_action");
   cmd->add_option("--agent", o->agent_id, "Only sessions of this agent");
   cmd->add_option("--status", o->status, "Only sessions in this status")
       ->check(CLI::IsMember({"idle", "running", "requires_action", "failed"}));
@@ -146,8 +152,9 @@ void AddDelete(CLI::App& session, Dispatch* d) {
 }  // namespace
 
 void AddSessionCommands(CLI::App& app, Dispatch* dispatch) {
-  CLI::App* session = AddCommand(app, "session", "Create, show, list and delete sessions",
-                                 "  agentctl session create --agent agt_0123\n  agentctl session list");
+  CLI::App* session =
+      AddCommand(app, "session", "Create, show, list and delete sessions",
+                 "  agentctl session create --agent agt_0123\n  agentctl session list");
   session->require_subcommand(1);
   AddCreate(*session, dispatch);
   AddGet(*session, dispatch);

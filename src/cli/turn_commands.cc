@@ -52,14 +52,17 @@ v1::RunTurnRequest BuildTurnRequest(const SendOptions& o) {
 }
 
 int TurnExitCode(const v1::TurnResult& result) {
-  const bool failed = result.status() == v1::TURN_STATUS_FAILED || result.status() == v1::TURN_STATUS_CANCELLED;
+  const bool failed =
+      result.status() == v1::TURN_STATUS_FAILED || result.status() == v1::TURN_STATUS_CANCELLED;
   return failed ? kExitServerError : kExitOk;
 }
 
 // Table mode: the output text (unless it was streamed already), the tool calls waited for, and
 // the status line (stderr). A failed or cancelled turn exits 1.
 int ReportTurn(const SendOptions& o, const v1::TurnResult& result, bool text_streamed) {
-  if (!text_streamed && !result.output_text().empty()) std::cout << result.output_text() << std::endl;
+  if (!text_streamed && !result.output_text().empty()) {
+    std::cout << result.output_text() << std::endl;
+  }
   if (result.status() == v1::TURN_STATUS_REQUIRES_ACTION) {
     PrintRequiredToolCalls(o.session_id, result.required_tool_calls());
   }
@@ -167,15 +170,16 @@ int WatchEvents(Connection& c, const EventsOptions& o) {
 
 void AddSend(CLI::App& app, Dispatch* d) {
   auto o = std::make_shared<SendOptions>();
-  CLI::App* cmd = AddCommand(
-      app, "send", "Run a turn: send a user message and/or tool results, print the reply",
-      "  agentctl send sess_0123 'What is the weather in Paris?'\n"
-      "  agentctl send sess_0123 'Tell me a story' --stream\n"
-      "  agentctl send sess_0123 --tool-result call_1='{\"temp_c\": 21}'");
+  CLI::App* cmd = AddCommand(app, "send",
+                             "Run a turn: send a user message and/or tool results, print the reply",
+                             "  agentctl send sess_0123 'What is the weather in Paris?'\n"
+                             "  agentctl send sess_0123 'Tell me a story' --stream\n"
+                             "  agentctl send sess_0123 --tool-result call_1='{\"temp_c\": 21}'");
   cmd->add_option("SESSION", o->session_id, "Session id")->required();
   cmd->add_option("TEXT", o->text, "User message (may be omitted when answering tool calls)");
   cmd->add_flag("--stream", o->stream, "Print the reply as it is generated (StreamTurn)");
-  cmd->add_option("--idempotency-key", o->idempotency_key, "Retrying with the same key never runs twice");
+  cmd->add_option("--idempotency-key", o->idempotency_key,
+                  "Retrying with the same key never runs twice");
   cmd->add_option("--tool-result", o->tool_results, "Answer a pending tool call (repeatable)")
       ->allow_extra_args(false)
       ->check(KeyValue())
@@ -184,7 +188,9 @@ void AddSend(CLI::App& app, Dispatch* d) {
   cmd->add_option("--model", o->model, "Use this model for the turn instead of the agent's");
   cmd->callback([d, o] {
     d->action = [o](Connection& c) {
-      if (o->text.empty() && o->tool_results.empty()) return UsageError("give TEXT or --tool-result");
+      if (o->text.empty() && o->tool_results.empty()) {
+        return UsageError("give TEXT or --tool-result");
+      }
       return o->stream ? StreamTurn(c, *o) : RunTurn(c, *o);
     };
   });
@@ -197,9 +203,11 @@ void AddEvents(CLI::App& app, Dispatch* d) {
                              "  agentctl events sess_0123 --after 10 --limit 20\n"
                              "  agentctl events sess_0123 --follow -o json");
   cmd->add_option("SESSION", o->session_id, "Session id")->required();
-  cmd->add_option("--after", o->after_seq, "Only events with seq > N")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--after", o->after_seq, "Only events with seq > N")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--limit", o->limit, "At most N events (0 = all)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--follow,-f", o->follow, "Keep watching for new events (no --timeout) until Ctrl-C");
+  cmd->add_flag("--follow,-f", o->follow,
+                "Keep watching for new events (no --timeout) until Ctrl-C");
   cmd->callback([d, o] {
     d->action = [o](Connection& c) { return o->follow ? WatchEvents(c, *o) : ListEvents(c, *o); };
   });

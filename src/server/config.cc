@@ -30,7 +30,7 @@ namespace agentd::server {
 namespace {
 
 constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
-constexpr int64_t kMiB = 1024 * 1024;
+constexpr int64_t kMiB = int64_t{1024} * 1024;
 
 std::string IndexPath(const std::string& path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
 
@@ -47,15 +47,19 @@ std::string Where(const YAML::Node& node) {
 
 std::string Describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Map: return "a map";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Null: return "null";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "null";
     case YAML::NodeType::Scalar: {
       std::string value = node.Scalar();
       if (value.size() > 40) value = value.substr(0, 40) + "...";
       return absl::StrCat(node.Tag() == "!" ? "the quoted string \"" : "\"", value, "\"");
     }
-    default: return "nothing";
+    default:
+      return "nothing";
   }
 }
 
@@ -118,8 +122,8 @@ class Fields {
         return;
       }
     }
-    Fail(absl::InvalidArgumentError(absl::StrCat(path, ": must be one of ", absl::StrJoin(allowed, ", "),
-                                                 ", got ", Describe(v), Where(v))));
+    Fail(absl::InvalidArgumentError(absl::StrCat(
+        path, ": must be one of ", absl::StrJoin(allowed, ", "), ", got ", Describe(v), Where(v))));
   }
 
   template <typename I>
@@ -135,7 +139,8 @@ class Fields {
     const int64_t limit = std::min<int64_t>(max, std::numeric_limits<I>::max());
     if (n < min || n > limit) {
       const bool type_limit = n > limit && limit != max;
-      return Fail(RangeError(path, type_limit ? absl::StrCat("must be <= ", limit) : BoundsText(min, max), v));
+      return Fail(RangeError(
+          path, type_limit ? absl::StrCat("must be <= ", limit) : BoundsText(min, max), v));
     }
     *out = static_cast<I>(n);
   }
@@ -197,14 +202,18 @@ class Fields {
     const std::string path = KeyPath(path_, key);
     if (!v.IsSequence()) return Fail(TypeError(path, "a list", v));
     out->assign(v.size(), T{});
-    for (size_t i = 0; i < v.size() && status_.ok(); ++i) Fail(read(v[i], IndexPath(path, i), &(*out)[i]));
+    for (size_t i = 0; i < v.size() && status_.ok(); ++i) {
+      Fail(read(v[i], IndexPath(path, i), &(*out)[i]));
+    }
   }
 
   [[nodiscard]] absl::Status Finish() {
     if (!status_.ok() || !node_.IsMap()) return status_;
     std::set<std::string> seen;
     for (const auto& kv : node_) {
-      if (!kv.first.IsScalar()) return TypeError(path_.empty() ? "top level" : path_, "string keys", kv.first);
+      if (!kv.first.IsScalar()) {
+        return TypeError(path_.empty() ? "top level" : path_, "string keys", kv.first);
+      }
       const std::string& key = kv.first.Scalar();
       if (!seen.insert(key).second) return DuplicateKey(KeyPath(path_, key), kv.first);
       if (known_.count(key) == 0) return UnknownKey(key, kv.first);
@@ -228,7 +237,8 @@ class Fields {
 
   static absl::Status RangeError(const std::string& path, const std::string& rule,
                                  const YAML::Node& v) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", rule, ", got ", v.Scalar(), Where(v)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", rule, ", got ", v.Scalar(), Where(v)));
   }
 
   static absl::Status DuplicateKey(const std::string& path, const YAML::Node& key) {
@@ -236,9 +246,8 @@ class Fields {
   }
 
   absl::Status UnknownKey(const std::string& key, const YAML::Node& key_node) const {
-    std::string message = path_.empty()
-                              ? absl::StrCat("unknown key \"", key, "\" at top level")
-                              : absl::StrCat(KeyPath(path_, key), ": unknown key");
+    std::string message = path_.empty() ? absl::StrCat("unknown key \"", key, "\" at top level")
+                                        : absl::StrCat(KeyPath(path_, key), ": unknown key");
     absl::StrAppend(&message, Where(key_node));
     const std::string* best = nullptr;
     size_t best_distance = 3;  // suggest only close matches
@@ -369,7 +378,9 @@ absl::Status ValidateBackend(const BackendConfig& b, const std::string& path) {
   if (b.type == "openai" && !IsHttpUrl(b.base_url)) {
     return Invalid(KeyPath(path, "base_url"), "an http:// or https:// URL is required for openai");
   }
-  if (!b.api_key_env.empty()) AGENTD_RETURN_IF_ERROR(RequireEnv(KeyPath(path, "api_key_env"), b.api_key_env));
+  if (!b.api_key_env.empty()) {
+    AGENTD_RETURN_IF_ERROR(RequireEnv(KeyPath(path, "api_key_env"), b.api_key_env));
+  }
   return ValidateHeaders(KeyPath(path, "headers"), b.headers);
 }
 
@@ -379,7 +390,8 @@ absl::Status ValidateBackends(const std::vector<BackendConfig>& backends) {
     const std::string path = IndexPath("backends", i);
     AGENTD_RETURN_IF_ERROR(ValidateBackend(backends[i], path));
     if (!names.insert(backends[i].name).second) {
-      return Invalid(KeyPath(path, "name"), absl::StrCat("duplicate backend \"", backends[i].name, "\""));
+      return Invalid(KeyPath(path, "name"),
+                     absl::StrCat("duplicate backend \"", backends[i].name, "\""));
     }
   }
   return absl::OkStatus();
@@ -399,7 +411,8 @@ absl::Status ValidateDeployments(const Config& c, const ModelConfig& m, const st
     const std::string dpath = IndexPath(path, i);
     const BackendConfig* b = FindBackend(c, d.backend);
     if (b == nullptr) {
-      return Invalid(KeyPath(dpath, "backend"), absl::StrCat("unknown backend \"", d.backend, "\""));
+      return Invalid(KeyPath(dpath, "backend"),
+                     absl::StrCat("unknown backend \"", d.backend, "\""));
     }
     if (b->type == "openai" && d.model.empty()) {
       return Invalid(KeyPath(dpath, "model"), "must not be empty for an openai backend");
@@ -413,7 +426,8 @@ absl::Status ValidateFallbacks(const ModelConfig& m, const std::set<std::string>
   for (size_t i = 0; i < m.fallback.size(); ++i) {
     const std::string& f = m.fallback[i];
     if (f == m.name) {
-      return Invalid(IndexPath(path, i), absl::StrCat("model \"", f, "\" cannot fall back to itself"));
+      return Invalid(IndexPath(path, i),
+                     absl::StrCat("model \"", f, "\" cannot fall back to itself"));
     }
     if (f != "echo" && models.count(f) == 0) {
       return Invalid(IndexPath(path, i), absl::StrCat("unknown model \"", f, "\""));
@@ -428,7 +442,9 @@ absl::Status ValidateModels(const Config& c) {
     const ModelConfig& m = c.models[i];
     const std::string path = IndexPath("models", i);
     if (m.name.empty()) return Invalid(KeyPath(path, "name"), "must not be empty");
-    if (m.name == "echo") return Invalid(KeyPath(path, "name"), "\"echo\" is reserved for the built-in model");
+    if (m.name == "echo") {
+      return Invalid(KeyPath(path, "name"), "\"echo\" is reserved for the built-in model");
+    }
     if (!names.insert(m.name).second) {
       return Invalid(KeyPath(path, "name"), absl::StrCat("duplicate model \"", m.name, "\""));
     }
@@ -452,7 +468,9 @@ absl::Status ValidateMcpServers(const std::vector<McpServerConfig>& servers) {
     if (!names.insert(s.name).second) {
       return Invalid(KeyPath(path, "name"), absl::StrCat("duplicate MCP server \"", s.name, "\""));
     }
-    if (!IsHttpUrl(s.url)) return Invalid(KeyPath(path, "url"), "an http:// or https:// URL is required");
+    if (!IsHttpUrl(s.url)) {
+      return Invalid(KeyPath(path, "url"), "an http:// or https:// URL is required");
+    }
     AGENTD_RETURN_IF_ERROR(ValidateHeaders(KeyPath(path, "headers"), s.headers));
   }
   return absl::OkStatus();
@@ -463,7 +481,9 @@ absl::Status ValidateMcpServers(const std::vector<McpServerConfig>& servers) {
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   try {
     const std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
-    if (docs.size() > 1) return absl::InvalidArgumentError("expected one YAML document, got several");
+    if (docs.size() > 1) {
+      return absl::InvalidArgumentError("expected one YAML document, got several");
+    }
     Config config;
     if (!docs.empty()) AGENTD_RETURN_IF_ERROR(ReadTop(docs[0], &config));
     return config;
@@ -478,7 +498,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     const std::string reason = std::strerror(errno);
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("config file ", path, ": not found"));
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("config file ", path, ": not found"));
+    }
     return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": ", reason));
   }
   if (!S_ISREG(st.st_mode)) {
@@ -487,7 +509,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
   if (in.is_open()) text << in.rdbuf();
-  if (!in.is_open() || in.bad()) return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": cannot be read"));
+  if (!in.is_open() || in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": cannot be read"));
+  }
   absl::StatusOr<Config> config = ParseConfig(text.str());
   if (!config.ok()) {
     return absl::Status(config.status().code(),

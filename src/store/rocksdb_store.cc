@@ -54,6 +54,15 @@ absl::Status CheckId(absl::string_view field, absl::string_view id) {
       absl::StrCat(field, " must be 1..", kMaxIdLength, " bytes long (got ", id.size(), ")"));
 }
 
+absl::Status CheckIds(absl::string_view project_id, absl::string_view field, absl::string_view id) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  return CheckId(field, id);
+}
+
+absl::Status NotFound(absl::string_view kind, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
+}
+
 absl::Status MalformedKey(absl::string_view kind, absl::string_view key) {
   return absl::DataLossError(absl::StrCat("malformed ", kind, " key ", HexEncode(key)));
 }
@@ -76,7 +85,7 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
     const int hi = nibble(token[i]);
     const int lo = nibble(token[i + 1]);
     ok = hi >= 0 && lo >= 0;
-    id.push_back(static_cast<char>((hi << 4) | lo));
+    if (ok) id.push_back(static_cast<char>((hi << 4) | lo));
   }
   if (!ok || !schema::IsValidKeyComponent(id)) {
     return absl::InvalidArgumentError("malformed page_token");
@@ -91,20 +100,6 @@ absl::Status ParseValue(absl::string_view kind, absl::string_view key, const roc
   return absl::DataLossError(absl::StrCat("corrupt ", kind, " record (key ", HexEncode(key), ")"));
 }
 
-/// Point lookup of a protobuf value: nullopt when absent, DATA_LOSS when it does not parse.
-template <typename T>
-absl::StatusOr<std::optional<T>> GetProto(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
-                                          rocksdb::ColumnFamilyHandle* cf, absl::string_view kind,
-                                          const std::string& key) {
-  rocksdb::PinnableSlice value;
-  const rocksdb::Status s = db->Get(ro, cf, key, &value);
-  if (s.IsNotFound()) return std::optional<T>();
-  AGENTD_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get ", kind)));
-  T msg;
-  AGENTD_RETURN_IF_ERROR(ParseValue(kind, key, value, &msg));
-  return std::optional<T>(std::move(msg));
-}
-
 absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
                                rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
   rocksdb::PinnableSlice value;
@@ -112,6 +107,66 @@ absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
   if (s.IsNotFound()) return false;
   AGENTD_RETURN_IF_ERROR(FromRocks(s, "get"));
   return true;
+}
+
+/// The WriteBatch of one logical operation. Put/Delete errors (there are none without a batch
+/// size limit) are kept and reported by status().
+class Batch {
+ public:
+  void Put(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+           const google::protobuf::MessageLite& value) {
+    Keep(batch_.Put(cf, key, value.SerializeAsString()));
+  }
+  void Delete(rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
+    Keep(batch_.Delete(cf, key));
+  }
+  void DeleteRange(rocksdb::ColumnFamilyHandle* cf, const std::string& begin,
+                   const std::string& end) {
+    Keep(batch_.DeleteRange(cf, begin, end));
+  }
+  /// Writes the batch: the one place where the store decides durability.
+  absl::Status Commit(rocksdb::DB* db, Durability durability) {
+    AGENTD_RETURN_IF_ERROR(status_);
+    rocksdb::WriteOptions wo;
+    // kSync: the WAL is fsynced before Write returns. Concurrent writers are group-committed by
+    // RocksDB's write queue: the leader appends the whole group's batches to the WAL and fsyncs
+    // once for all of them, so N writers waiting together pay about one fsync. kRelaxed: the
+    // batch is written to the WAL (the OS page cache) without fsync; a process crash loses
+    // nothing, a power loss may lose the newest acknowledged writes.
+    wo.sync = durability == Durability::kSync;
+    return FromRocks(db->Write(wo, &batch_), "write");
+  }
+
+ private:
+  void Keep(const rocksdb::Status& s) {
+    if (status_.ok()) status_ = FromRocks(s, "batch");
+  }
+  rocksdb::WriteBatch batch_;
+  absl::Status status_;
+};
+
+/// An iterator over the keys of `cf` that start with `prefix` (bounded by iterate_upper_bound).
+class PrefixIterator {
+ public:
+  PrefixIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const std::string& prefix,
+                 rocksdb::ReadOptions ro = {})
+      : upper_(schema::PrefixSuccessor(prefix)), upper_slice_(ToSlice(upper_)) {
+    ro.iterate_upper_bound = &upper_slice_;
+    it_.reset(db->NewIterator(ro, cf));
+  }
+  rocksdb::Iterator* operator->() const { return it_.get(); }
+
+ private:
+  const std::string upper_;
+  const rocksdb::Slice upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+/// Where a page of a project's agents or sessions starts: after the id in the token, if any.
+absl::StatusOr<std::string> PageStart(const std::string& project_id, const std::string& token) {
+  if (token.empty()) return schema::ProjectPrefix(project_id);
+  AGENTD_ASSIGN_OR_RETURN(const std::string last_id, DecodePageToken(token));
+  return schema::PrefixSuccessor(schema::EntityPrefix(project_id, last_id));
 }
 
 rocksdb::DBOptions MakeDbOptions() {
@@ -142,8 +197,8 @@ rocksdb::ColumnFamilyOptions MakeCfOptions(std::shared_ptr<rocksdb::Cache> block
 absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
   const std::string detail = s.ToString();
   if (s.IsIOError() && absl::StrContains(detail, "/LOCK")) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "data dir ", path, " is in use by another agentd process (", detail, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", path, " is in use by another agentd process (", detail, ")"));
   }
   if (s.IsIOError() && absl::StrContains(detail, "Permission denied")) {
     return absl::FailedPreconditionError(
@@ -155,6 +210,21 @@ absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
 }  // namespace
 
 RocksDbStore::RocksDbStore(RocksDbStoreOptions options) : options_(std::move(options)) {}
+
+template <typename T>
+absl::StatusOr<std::optional<T>> RocksDbStore::Get(ColumnFamily cf, absl::string_view kind,
+                                                   const std::string& key,
+                                                   const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db_->Get(ro, Cf(cf), key, &value);
+  if (s.IsNotFound()) return std::optional<T>();
+  AGENTD_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get ", kind)));
+  T msg;
+  AGENTD_RETURN_IF_ERROR(ParseValue(kind, key, value, &msg));
+  return std::optional<T>(std::move(msg));
+}
 
 RocksDbStore::~RocksDbStore() {
   if (db_ == nullptr) return;
@@ -213,17 +283,15 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
 
 absl::Status RocksDbStore::CheckFormat() {
   const std::string key(schema::kFormatKey);
-  AGENTD_ASSIGN_OR_RETURN(
-      std::optional<storage::FormatInfo> info,
-      GetProto<storage::FormatInfo>(db_.get(), {}, Cf(ColumnFamily::kMeta), "format", key));
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::FormatInfo> info,
+                          Get<storage::FormatInfo>(ColumnFamily::kMeta, "format", key));
   if (!info.has_value()) {
     storage::FormatInfo fresh;
     fresh.set_version(schema::kFormatVersion);
     fresh.set_written_by("agentd");
-    rocksdb::WriteBatch batch;
-    AGENTD_RETURN_IF_ERROR(FromRocks(
-        batch.Put(Cf(ColumnFamily::kMeta), key, fresh.SerializeAsString()), "batch"));
-    return Commit(&batch);
+    Batch batch;
+    batch.Put(Cf(ColumnFamily::kMeta), key, fresh);
+    return batch.Commit(db_.get(), options_.durability);
   }
   if (info->version() > schema::kFormatVersion) {
     return absl::FailedPreconditionError(
@@ -249,36 +317,21 @@ absl::Mutex& RocksDbStore::StripeFor(absl::string_view project_id, absl::string_
   return stripes_[h % kLockStripes];
 }
 
-absl::Status RocksDbStore::Commit(rocksdb::WriteBatch* batch) {
-  rocksdb::WriteOptions wo;
-  // The durability decision, for every write the store makes. kSync: the WAL is fsynced before
-  // Write returns. Concurrent writers are group-committed by RocksDB's write queue: the leader
-  // appends the whole group's batches to the WAL and fsyncs once for all of them, so N writers
-  // waiting together pay about one fsync. kRelaxed: the batch is written to the WAL (the OS
-  // page cache) without fsync; a process crash loses nothing, a power loss may lose the newest
-  // acknowledged writes.
-  wo.sync = options_.durability == Durability::kSync;
-  return FromRocks(db_->Write(wo, batch), "write");
-}
-
 // ---- Agents ------------------------------------------------------------------------------
 
 absl::Status RocksDbStore::PutAgentVersion(const std::string& project_id, const v1::Agent& agent,
                                            int64_t expected_latest_version) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent.agent_id()));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "agent_id", agent.agent_id()));
   if (expected_latest_version < 0 || agent.version() <= expected_latest_version) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("agent version ", agent.version(), " must be > 0 and > the expected latest ",
-                     "version ", expected_latest_version));
+    return absl::InvalidArgumentError(absl::StrCat("agent version ", agent.version(),
+                                                   " must be > 0 and > the expected latest ",
+                                                   "version ", expected_latest_version));
   }
   const std::string& agent_id = agent.agent_id();
   const std::string head_key = schema::AgentHeadKey(project_id, agent_id);
   absl::MutexLock lock(&StripeFor(project_id, agent_id));
-  AGENTD_ASSIGN_OR_RETURN(
-      std::optional<storage::AgentHead> head,
-      GetProto<storage::AgentHead>(db_.get(), {}, Cf(ColumnFamily::kAgents), "agent head",
-                                   head_key));
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::AgentHead> head,
+                          Get<storage::AgentHead>(ColumnFamily::kAgents, "agent head", head_key));
   storage::AgentHead next;
   if (expected_latest_version == 0) {
     if (head.has_value()) {
@@ -287,7 +340,7 @@ absl::Status RocksDbStore::PutAgentVersion(const std::string& project_id, const 
     *next.mutable_create_time() = agent.has_create_time() ? agent.create_time() : NowProto();
   } else {
     if (!head.has_value() || head->deleted()) {
-      return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+      return NotFound("agent", agent_id);
     }
     if (head->latest_version() != expected_latest_version) {
       return absl::AbortedError(absl::StrCat("agent ", agent_id, " is at version ",
@@ -297,39 +350,33 @@ absl::Status RocksDbStore::PutAgentVersion(const std::string& project_id, const 
     next = *head;
   }
   next.set_latest_version(agent.version());
-  rocksdb::WriteBatch batch;
+  Batch batch;
   rocksdb::ColumnFamilyHandle* cf = Cf(ColumnFamily::kAgents);
-  AGENTD_RETURN_IF_ERROR(FromRocks(
-      batch.Put(cf, schema::AgentKey(project_id, agent_id, static_cast<uint64_t>(agent.version())),
-                agent.SerializeAsString()),
-      "batch"));
-  AGENTD_RETURN_IF_ERROR(FromRocks(batch.Put(cf, head_key, next.SerializeAsString()), "batch"));
-  return Commit(&batch);
+  batch.Put(cf, schema::AgentKey(project_id, agent_id, static_cast<uint64_t>(agent.version())),
+            agent);
+  batch.Put(cf, head_key, next);
+  return batch.Commit(db_.get(), options_.durability);
 }
 
 absl::StatusOr<v1::Agent> RocksDbStore::GetAgent(const std::string& project_id,
                                                  const std::string& agent_id, int64_t version,
                                                  bool include_deleted) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent_id));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "agent_id", agent_id));
   if (version < 0) return absl::InvalidArgumentError("agent version must be >= 0");
   rocksdb::ManagedSnapshot snapshot(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot.snapshot();
-  rocksdb::ColumnFamilyHandle* cf = Cf(ColumnFamily::kAgents);
-  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::AgentHead> head,
-                          GetProto<storage::AgentHead>(db_.get(), ro, cf, "agent head",
-                                                       schema::AgentHeadKey(project_id, agent_id)));
+  AGENTD_ASSIGN_OR_RETURN(
+      std::optional<storage::AgentHead> head,
+      Get<storage::AgentHead>(ColumnFamily::kAgents, "agent head",
+                              schema::AgentHeadKey(project_id, agent_id), snapshot.snapshot()));
   if (!head.has_value() || (head->deleted() && !include_deleted)) {
-    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+    return NotFound("agent", agent_id);
   }
   const int64_t wanted = version == 0 ? head->latest_version() : version;
   std::optional<v1::Agent> agent;
   if (wanted <= head->latest_version()) {
+    const std::string key = schema::AgentKey(project_id, agent_id, static_cast<uint64_t>(wanted));
     AGENTD_ASSIGN_OR_RETURN(
-        agent, GetProto<v1::Agent>(db_.get(), ro, cf, "agent",
-                                   schema::AgentKey(project_id, agent_id,
-                                                    static_cast<uint64_t>(wanted))));
+        agent, Get<v1::Agent>(ColumnFamily::kAgents, "agent", key, snapshot.snapshot()));
   }
   if (!agent.has_value()) {
     return absl::NotFoundError(absl::StrCat("agent ", agent_id, " version ", wanted, " not found"));
@@ -337,22 +384,12 @@ absl::StatusOr<v1::Agent> RocksDbStore::GetAgent(const std::string& project_id,
   return *std::move(agent);
 }
 
-absl::StatusOr<AgentPage> RocksDbStore::ListAgents(const std::string& project_id,
-                                                   int32_t page_size,
+absl::StatusOr<AgentPage> RocksDbStore::ListAgents(const std::string& project_id, int32_t page_size,
                                                    const std::string& page_token) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
   const size_t limit = NormalizePageSize(page_size);
-  const std::string prefix = schema::ProjectPrefix(project_id);
-  std::string start = prefix;
-  if (!page_token.empty()) {
-    AGENTD_ASSIGN_OR_RETURN(const std::string last_id, DecodePageToken(page_token));
-    start = schema::PrefixSuccessor(schema::EntityPrefix(project_id, last_id));
-  }
-  const std::string upper = schema::PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice = ToSlice(upper);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kAgents)));
+  AGENTD_ASSIGN_OR_RETURN(const std::string start, PageStart(project_id, page_token));
+  const PrefixIterator it(db_.get(), Cf(ColumnFamily::kAgents), schema::ProjectPrefix(project_id));
 
   AgentPage page;
   std::string last_id;
@@ -372,8 +409,8 @@ absl::StatusOr<AgentPage> RocksDbStore::ListAgents(const std::string& project_id
           more = true;
           break;
         }
-        const std::string version_key = schema::AgentKey(
-            project_id, agent_id, static_cast<uint64_t>(head.latest_version()));
+        const std::string version_key =
+            schema::AgentKey(project_id, agent_id, static_cast<uint64_t>(head.latest_version()));
         it->Seek(version_key);
         if (!it->Valid() || ToView(it->key()) != version_key) {
           AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "list agents"));
@@ -393,24 +430,19 @@ absl::StatusOr<AgentPage> RocksDbStore::ListAgents(const std::string& project_id
   return page;
 }
 
-absl::Status RocksDbStore::DeleteAgent(const std::string& project_id,
-                                       const std::string& agent_id) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("agent_id", agent_id));
+absl::Status RocksDbStore::DeleteAgent(const std::string& project_id, const std::string& agent_id) {
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "agent_id", agent_id));
   const std::string head_key = schema::AgentHeadKey(project_id, agent_id);
   absl::MutexLock lock(&StripeFor(project_id, agent_id));
-  AGENTD_ASSIGN_OR_RETURN(
-      std::optional<storage::AgentHead> head,
-      GetProto<storage::AgentHead>(db_.get(), {}, Cf(ColumnFamily::kAgents), "agent head",
-                                   head_key));
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::AgentHead> head,
+                          Get<storage::AgentHead>(ColumnFamily::kAgents, "agent head", head_key));
   if (!head.has_value() || head->deleted()) {
-    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+    return NotFound("agent", agent_id);
   }
   head->set_deleted(true);
-  rocksdb::WriteBatch batch;
-  AGENTD_RETURN_IF_ERROR(FromRocks(
-      batch.Put(Cf(ColumnFamily::kAgents), head_key, head->SerializeAsString()), "batch"));
-  return Commit(&batch);
+  Batch batch;
+  batch.Put(Cf(ColumnFamily::kAgents), head_key, *head);
+  return batch.Commit(db_.get(), options_.durability);
 }
 
 // ---- Sessions ----------------------------------------------------------------------------
@@ -418,8 +450,7 @@ absl::Status RocksDbStore::DeleteAgent(const std::string& project_id,
 absl::Status RocksDbStore::CreateSession(const std::string& project_id,
                                          const storage::SessionRecord& record) {
   const std::string& session_id = record.session().session_id();
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
   AGENTD_ASSIGN_OR_RETURN(const bool exists,
@@ -429,23 +460,18 @@ absl::Status RocksDbStore::CreateSession(const std::string& project_id,
   }
   storage::SessionRecord stored = record;
   stored.set_revision(1);
-  rocksdb::WriteBatch batch;
-  AGENTD_RETURN_IF_ERROR(FromRocks(
-      batch.Put(Cf(ColumnFamily::kSessions), key, stored.SerializeAsString()), "batch"));
-  return Commit(&batch);
+  Batch batch;
+  batch.Put(Cf(ColumnFamily::kSessions), key, stored);
+  return batch.Commit(db_.get(), options_.durability);
 }
 
 absl::StatusOr<storage::SessionRecord> RocksDbStore::GetSession(const std::string& project_id,
                                                                 const std::string& session_id) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
-  AGENTD_ASSIGN_OR_RETURN(
-      std::optional<storage::SessionRecord> record,
-      GetProto<storage::SessionRecord>(db_.get(), {}, Cf(ColumnFamily::kSessions), "session",
-                                       schema::SessionKey(project_id, session_id)));
-  if (!record.has_value()) {
-    return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
-  }
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::SessionRecord> record,
+                          Get<storage::SessionRecord>(ColumnFamily::kSessions, "session",
+                                                      schema::SessionKey(project_id, session_id)));
+  if (!record.has_value()) return NotFound("session", session_id);
   return *std::move(record);
 }
 
@@ -455,17 +481,9 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
                                                        const std::string& page_token) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
   const size_t limit = NormalizePageSize(page_size);
-  const std::string prefix = schema::ProjectPrefix(project_id);
-  std::string start = prefix;
-  if (!page_token.empty()) {
-    AGENTD_ASSIGN_OR_RETURN(const std::string last_id, DecodePageToken(page_token));
-    start = schema::PrefixSuccessor(schema::SessionKey(project_id, last_id));
-  }
-  const std::string upper = schema::PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice = ToSlice(upper);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kSessions)));
+  AGENTD_ASSIGN_OR_RETURN(const std::string start, PageStart(project_id, page_token));
+  const PrefixIterator it(db_.get(), Cf(ColumnFamily::kSessions),
+                          schema::ProjectPrefix(project_id));
 
   // No secondary index: the filter is applied while scanning, and the scan goes on until the
   // page is full and one more match proves there is a next page.
@@ -498,57 +516,43 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
 
 absl::Status RocksDbStore::DeleteSession(const std::string& project_id,
                                          const std::string& session_id) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
   AGENTD_ASSIGN_OR_RETURN(const bool exists,
                           KeyExists(db_.get(), {}, Cf(ColumnFamily::kSessions), key));
-  if (!exists) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  if (!exists) return NotFound("session", session_id);
   // The session key is also the prefix of its events and idempotency keys.
   const std::string end = schema::PrefixSuccessor(key);
-  rocksdb::WriteBatch batch;
-  AGENTD_RETURN_IF_ERROR(FromRocks(batch.Delete(Cf(ColumnFamily::kSessions), key), "batch"));
-  AGENTD_RETURN_IF_ERROR(
-      FromRocks(batch.DeleteRange(Cf(ColumnFamily::kEvents), key, end), "batch"));
-  AGENTD_RETURN_IF_ERROR(
-      FromRocks(batch.DeleteRange(Cf(ColumnFamily::kIdempotency), key, end), "batch"));
-  return Commit(&batch);
+  Batch batch;
+  batch.Delete(Cf(ColumnFamily::kSessions), key);
+  batch.DeleteRange(Cf(ColumnFamily::kEvents), key, end);
+  batch.DeleteRange(Cf(ColumnFamily::kIdempotency), key, end);
+  return batch.Commit(db_.get(), options_.durability);
 }
 
 absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
   const std::string& project_id = write.project_id;
   const std::string& session_id = write.session_id;
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   if (!write.idempotency_key.empty()) {
     AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", write.idempotency_key));
   }
-  if (write.record.session().session_id() != session_id) {
+  if (write.record.session().session_id() != session_id ||
+      std::any_of(write.events.begin(), write.events.end(),
+                  [&](const v1::Event& e) { return e.session_id() != session_id; })) {
     return absl::InvalidArgumentError(
-        absl::StrCat("record.session.session_id ", write.record.session().session_id(),
-                     " does not match session ", session_id));
-  }
-  for (const v1::Event& event : write.events) {
-    if (event.session_id() != session_id) {
-      return absl::InvalidArgumentError(absl::StrCat("event ", event.seq(), " has session_id ",
-                                                     event.session_id(), ", not ", session_id));
-    }
+        absl::StrCat("the record and every event must have session_id ", session_id));
   }
 
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
-  AGENTD_ASSIGN_OR_RETURN(
-      std::optional<storage::SessionRecord> stored,
-      GetProto<storage::SessionRecord>(db_.get(), {}, Cf(ColumnFamily::kSessions), "session",
-                                       key));
-  if (!stored.has_value()) {
-    return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
-  }
+  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::SessionRecord> stored,
+                          Get<storage::SessionRecord>(ColumnFamily::kSessions, "session", key));
+  if (!stored.has_value()) return NotFound("session", session_id);
   if (stored->revision() != write.expected_revision) {
     return absl::AbortedError(absl::StrCat("session ", session_id, " is at revision ",
-                                           stored->revision(), ", not ",
-                                           write.expected_revision));
+                                           stored->revision(), ", not ", write.expected_revision));
   }
   const int64_t stored_last = stored->session().last_seq();
   for (size_t i = 0; i < write.events.size(); ++i) {
@@ -561,38 +565,31 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
   const int64_t new_last = write.events.empty() ? stored_last : write.events.back().seq();
   if (write.record.session().last_seq() != new_last) {
     return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": record last_seq ",
-                                                   write.record.session().last_seq(),
-                                                   ", expected ", new_last));
+                                                   write.record.session().last_seq(), ", expected ",
+                                                   new_last));
   }
 
-  rocksdb::WriteBatch batch;
+  // One batch: the events, the new record and the idempotency record land together or not at all.
+  Batch batch;
   for (const v1::Event& event : write.events) {
-    AGENTD_RETURN_IF_ERROR(FromRocks(
-        batch.Put(Cf(ColumnFamily::kEvents),
-                  schema::EventKey(project_id, session_id, static_cast<uint64_t>(event.seq())),
-                  event.SerializeAsString()),
-        "batch"));
+    batch.Put(Cf(ColumnFamily::kEvents),
+              schema::EventKey(project_id, session_id, static_cast<uint64_t>(event.seq())), event);
   }
   storage::SessionRecord next = write.record;
   next.set_revision(write.expected_revision + 1);
-  AGENTD_RETURN_IF_ERROR(
-      FromRocks(batch.Put(Cf(ColumnFamily::kSessions), key, next.SerializeAsString()), "batch"));
+  batch.Put(Cf(ColumnFamily::kSessions), key, next);
   if (!write.idempotency_key.empty()) {
-    AGENTD_RETURN_IF_ERROR(FromRocks(
-        batch.Put(Cf(ColumnFamily::kIdempotency),
-                  schema::IdempotencyKey(project_id, session_id, write.idempotency_key),
-                  write.idempotency.SerializeAsString()),
-        "batch"));
+    batch.Put(Cf(ColumnFamily::kIdempotency),
+              schema::IdempotencyKey(project_id, session_id, write.idempotency_key),
+              write.idempotency);
   }
-  return Commit(&batch);
+  return batch.Commit(db_.get(), options_.durability);
 }
 
 absl::StatusOr<std::vector<v1::Event>> RocksDbStore::ReadEvents(const std::string& project_id,
                                                                 const std::string& session_id,
-                                                                int64_t after_seq,
-                                                                int32_t limit) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+                                                                int64_t after_seq, int32_t limit) {
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
   rocksdb::ManagedSnapshot snapshot(db_.get());
   rocksdb::ReadOptions ro;
@@ -600,15 +597,12 @@ absl::StatusOr<std::vector<v1::Event>> RocksDbStore::ReadEvents(const std::strin
   const std::string prefix = schema::SessionKey(project_id, session_id);
   AGENTD_ASSIGN_OR_RETURN(const bool exists,
                           KeyExists(db_.get(), ro, Cf(ColumnFamily::kSessions), prefix));
-  if (!exists) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  if (!exists) return NotFound("session", session_id);
 
   std::vector<v1::Event> events;
   if (after_seq == std::numeric_limits<int64_t>::max()) return events;
   const uint64_t first = after_seq < 0 ? 0 : static_cast<uint64_t>(after_seq) + 1;
-  const std::string upper = schema::PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice = ToSlice(upper);
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Cf(ColumnFamily::kEvents)));
+  const PrefixIterator it(db_.get(), Cf(ColumnFamily::kEvents), prefix, ro);
   events.reserve(static_cast<size_t>(std::min(limit, 1024)));
   for (it->Seek(schema::EventKey(project_id, session_id, first));
        it->Valid() && events.size() < static_cast<size_t>(limit); it->Next()) {
@@ -625,12 +619,10 @@ absl::StatusOr<std::vector<v1::Event>> RocksDbStore::ReadEvents(const std::strin
 
 absl::StatusOr<std::optional<storage::IdempotencyRecord>> RocksDbStore::GetIdempotency(
     const std::string& project_id, const std::string& session_id, const std::string& key) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", key));
-  return GetProto<storage::IdempotencyRecord>(
-      db_.get(), {}, Cf(ColumnFamily::kIdempotency), "idempotency",
-      schema::IdempotencyKey(project_id, session_id, key));
+  return Get<storage::IdempotencyRecord>(ColumnFamily::kIdempotency, "idempotency",
+                                         schema::IdempotencyKey(project_id, session_id, key));
 }
 
 absl::Status RocksDbStore::ForEachSessionWithStatus(

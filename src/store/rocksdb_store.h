@@ -18,13 +18,13 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
-class WriteBatch;
+class Snapshot;
 }  // namespace rocksdb
 
 namespace agentd::store {
 
 struct RocksDbStoreOptions {
-  std::string path;                        // the data dir; created if missing
+  std::string path;  // the data dir; created if missing
   Durability durability = Durability::kSync;
 };
 
@@ -85,7 +85,7 @@ class RocksDbStore final : public ContextStore {
   [[nodiscard]] absl::Status ForEachSessionWithStatus(
       v1::SessionStatus status,
       const std::function<absl::Status(const std::string& project_id,
-                                        const storage::SessionRecord& record)>& fn) override;
+                                       const storage::SessionRecord& record)>& fn) override;
 
  private:
   static constexpr size_t kLockStripes = 64;
@@ -95,10 +95,14 @@ class RocksDbStore final : public ContextStore {
   rocksdb::ColumnFamilyHandle* Cf(schema::ColumnFamily cf) const {
     return handles_[schema::Index(cf)];
   }
+  /// Point lookup of a protobuf value (a `kind` record, for error messages) in the latest data
+  /// or in `snapshot`: nullopt when absent, DATA_LOSS when it does not parse.
+  template <typename T>
+  [[nodiscard]] absl::StatusOr<std::optional<T>> Get(schema::ColumnFamily cf,
+                                                     absl::string_view kind, const std::string& key,
+                                                     const rocksdb::Snapshot* snapshot = nullptr);
   /// The stripe serializing read-check-write operations on (project, id).
   absl::Mutex& StripeFor(absl::string_view project_id, absl::string_view id);
-  /// Writes `batch` with the store's durability (the one place where sync is decided).
-  [[nodiscard]] absl::Status Commit(rocksdb::WriteBatch* batch);
   /// Reads the meta "format" record; writes it on a new database.
   [[nodiscard]] absl::Status CheckFormat();
 

@@ -215,8 +215,8 @@ inline std::optional<AgentKeyParts> DecodeAgentKey(absl::string_view key) {
 
 inline std::optional<SessionKeyParts> DecodeSessionKey(absl::string_view key) {
   SessionKeyParts p;
-  if (!ConsumeLengthPrefixed(&key, &p.project_id) ||
-      !ConsumeLengthPrefixed(&key, &p.session_id) || !key.empty()) {
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || !ConsumeLengthPrefixed(&key, &p.session_id) ||
+      !key.empty()) {
     return std::nullopt;
   }
   return p;
@@ -224,9 +224,8 @@ inline std::optional<SessionKeyParts> DecodeSessionKey(absl::string_view key) {
 
 inline std::optional<EventKeyParts> DecodeEventKey(absl::string_view key) {
   EventKeyParts p;
-  if (!ConsumeLengthPrefixed(&key, &p.project_id) ||
-      !ConsumeLengthPrefixed(&key, &p.session_id) || !ConsumeBigEndian64(&key, &p.seq) ||
-      !key.empty()) {
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || !ConsumeLengthPrefixed(&key, &p.session_id) ||
+      !ConsumeBigEndian64(&key, &p.seq) || !key.empty()) {
     return std::nullopt;
   }
   return p;
@@ -234,8 +233,8 @@ inline std::optional<EventKeyParts> DecodeEventKey(absl::string_view key) {
 
 inline std::optional<IdempotencyKeyParts> DecodeIdempotencyKey(absl::string_view key) {
   IdempotencyKeyParts p;
-  if (!ConsumeLengthPrefixed(&key, &p.project_id) ||
-      !ConsumeLengthPrefixed(&key, &p.session_id) || !IsValidKeyComponent(key)) {
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || !ConsumeLengthPrefixed(&key, &p.session_id) ||
+      !IsValidKeyComponent(key)) {
     return std::nullopt;
   }
   p.key = key;

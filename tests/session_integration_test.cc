@@ -1,0 +1,364 @@
+// Sessions, agents, streaming, watching, restarts and bad input through the gRPC API.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "agentd/v1/memory.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "store/rocksdb_store.h"
+#include "testing/server_harness.h"
+
+namespace agentd {
+namespace {
+
+using testing::Ctx;
+using testing::ServerHarness;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  ServerHarness h_;
+};
+
+TEST_F(SessionTest, AgentsAreVersionedAndSessionsPinTheirVersion) {
+  v1::Agent v1a = h_.CreateAgent("echo", "version one");
+  v1::Session pinned = h_.CreateSession(v1a.agent_id());
+
+  v1::UpdateAgentRequest up;
+  *up.mutable_agent() = v1a;
+  up.mutable_agent()->set_instructions("version two");
+  v1::Agent v2;
+  ASSERT_TRUE(h_.agents().UpdateAgent(Ctx().get(), up, &v2).ok());
+  EXPECT_EQ(v2.version(), 2);
+  EXPECT_EQ(v2.instructions(), "version two");
+
+  v1::GetAgentRequest get;
+  get.set_agent_id(v1a.agent_id());
+  v1::Agent latest, first;
+  ASSERT_TRUE(h_.agents().GetAgent(Ctx().get(), get, &latest).ok());
+  EXPECT_EQ(latest.version(), 2);
+  get.set_version(1);
+  ASSERT_TRUE(h_.agents().GetAgent(Ctx().get(), get, &first).ok());
+  EXPECT_EQ(first.instructions(), "version one");
+
+  EXPECT_EQ(pinned.agent_version(), 1);
+  v1::Session fresh = h_.CreateSession(v1a.agent_id());
+  EXPECT_EQ(fresh.agent_version(), 2);
+
+  v1::ListAgentsRequest list;
+  v1::ListAgentsResponse agents;
+  ASSERT_TRUE(h_.agents().ListAgents(Ctx().get(), list, &agents).ok());
+  ASSERT_EQ(agents.agents_size(), 1);
+  EXPECT_EQ(agents.agents(0).version(), 2);
+
+  // Deleted agents disappear, but pinned sessions keep working.
+  v1::DeleteAgentRequest del;
+  del.set_agent_id(v1a.agent_id());
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(h_.agents().DeleteAgent(Ctx().get(), del, &empty).ok());
+  get.set_version(0);
+  EXPECT_EQ(h_.agents().GetAgent(Ctx().get(), get, &latest).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(h_.agents().DeleteAgent(Ctx().get(), del, &empty).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::TurnResult r;
+  EXPECT_TRUE(h_.Send(pinned.session_id(), "still here", &r).ok());
+  v1::CreateSessionRequest cs;
+  cs.set_agent_id(v1a.agent_id());
+  v1::Session none;
+  EXPECT_EQ(h_.sessions().CreateSession(Ctx().get(), cs, &none).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SessionTest, ClientChosenSessionIdsAndListing) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::Agent b = h_.CreateAgent("echo");
+  h_.CreateSession(a.agent_id(), "s-1");
+  h_.CreateSession(a.agent_id(), "s-2");
+  h_.CreateSession(b.agent_id(), "s-3");
+  v1::CreateSessionRequest dup;
+  dup.set_agent_id(a.agent_id());
+  dup.set_session_id("s-1");
+  v1::Session s;
+  EXPECT_EQ(h_.sessions().CreateSession(Ctx().get(), dup, &s).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+
+  v1::ListSessionsRequest list;
+  list.set_agent_id(a.agent_id());
+  list.set_page_size(1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    v1::ListSessionsResponse resp;
+    ASSERT_TRUE(h_.sessions().ListSessions(Ctx().get(), list, &resp).ok());
+    for (const auto& x : resp.sessions()) ids.push_back(x.session_id());
+    if (resp.next_page_token().empty()) break;
+    list.set_page_token(resp.next_page_token());
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"s-1", "s-2"}));
+
+  v1::DeleteSessionRequest del;
+  del.set_session_id("s-1");
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(h_.sessions().DeleteSession(Ctx().get(), del, &empty).ok());
+  v1::GetSessionRequest get;
+  get.set_session_id("s-1");
+  EXPECT_EQ(h_.sessions().GetSession(Ctx().get(), get, &s).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListEventsRequest le;
+  le.set_session_id("s-1");
+  v1::ListEventsResponse events;
+  EXPECT_EQ(h_.sessions().ListEvents(Ctx().get(), le, &events).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SessionTest, StreamTurnSendsDeltasDurableEventsThenResult) {
+  v1::Agent a = h_.CreateAgent("scripted");
+  v1::Session s = h_.CreateSession(a.agent_id());
+  h_.scripted().Push({.text = "Hello world", .delay = absl::Milliseconds(50), .deltas = {"Hello", " world"}});
+  v1::RunTurnRequest req;
+  req.set_session_id(s.session_id());
+  req.add_input()->set_text("hi");
+  auto ctx = Ctx();
+  auto reader = h_.sessions().StreamTurn(ctx.get(), req);
+  std::vector<v1::TurnEvent> got;
+  v1::TurnEvent te;
+  while (reader->Read(&te)) got.push_back(te);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_FALSE(got.empty());
+  ASSERT_TRUE(got.back().has_result());
+  EXPECT_EQ(got.back().result().output_text(), "Hello world");
+  std::string deltas;
+  std::vector<int64_t> seqs;
+  for (const auto& e : got) {
+    if (e.has_delta()) deltas += e.delta().text();
+    if (e.has_event()) seqs.push_back(e.event().seq());
+  }
+  EXPECT_EQ(deltas, "Hello world");
+  EXPECT_EQ(seqs, (std::vector<int64_t>{1, 2, 3, 4}));
+  // The opening events were durable (and streamed) before the model answered.
+  EXPECT_TRUE(got[0].has_event());
+  EXPECT_EQ(got[0].event().type(), v1::EVENT_TYPE_TURN_STARTED);
+}
+
+TEST_F(SessionTest, StreamTurnErrorsEndTheStreamWithTheStatus) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::RunTurnRequest req;
+  req.set_session_id("no-such-session");
+  req.add_input()->set_text("hi");
+  auto ctx = Ctx();
+  auto reader = h_.sessions().StreamTurn(ctx.get(), req);
+  v1::TurnEvent te;
+  EXPECT_FALSE(reader->Read(&te));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SessionTest, WatchEventsReplaysHistoryThenFollowsLiveForEveryWatcher) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::Session s = h_.CreateSession(a.agent_id());
+  v1::TurnResult r;
+  ASSERT_TRUE(h_.Send(s.session_id(), "before", &r).ok());  // seq 1..4
+
+  auto watch = [&](int64_t after, size_t want, std::vector<int64_t>* seqs, grpc::ClientContext* ctx,
+                   absl::Notification* subscribed) {
+    v1::WatchEventsRequest req;
+    req.set_session_id(s.session_id());
+    req.set_after_seq(after);
+    auto reader = h_.sessions().WatchEvents(ctx, req);
+    v1::Event e;
+    while (seqs->size() < want && reader->Read(&e)) {
+      seqs->push_back(e.seq());
+      if (e.seq() == 4) subscribed->Notify();
+    }
+    ctx->TryCancel();
+    reader->Finish();
+  };
+  std::vector<int64_t> w1, w2;
+  grpc::ClientContext c1, c2;
+  absl::Notification s1, s2;
+  std::thread t1(watch, 0, 12, &w1, &c1, &s1);
+  std::thread t2(watch, 2, 10, &w2, &c2, &s2);
+  ASSERT_TRUE(s1.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(s2.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(h_.Send(s.session_id(), "live 1", &r).ok());
+  ASSERT_TRUE(h_.Send(s.session_id(), "live 2", &r).ok());
+  t1.join();
+  t2.join();
+  std::vector<int64_t> all, from3;
+  for (int i = 1; i <= 12; ++i) all.push_back(i);
+  for (int i = 3; i <= 12; ++i) from3.push_back(i);
+  EXPECT_EQ(w1, all);
+  EXPECT_EQ(w2, from3);
+}
+
+TEST_F(SessionTest, WatchOfUnknownSessionIsNotFound) {
+  v1::WatchEventsRequest req;
+  req.set_session_id("nope");
+  auto ctx = Ctx();
+  auto reader = h_.sessions().WatchEvents(ctx.get(), req);
+  v1::Event e;
+  EXPECT_FALSE(reader->Read(&e));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SessionTest, RestartKeepsSessionsAndEvents) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::Session s = h_.CreateSession(a.agent_id());
+  v1::TurnResult r;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(h_.Send(s.session_id(), "m" + std::to_string(i), &r).ok());
+  auto before = h_.AllEvents(s.session_id());
+  h_.Restart();
+  auto after = h_.AllEvents(s.session_id());
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].SerializeAsString(), after[i].SerializeAsString());
+  }
+  ASSERT_TRUE(h_.Send(s.session_id(), "after restart", &r).ok());
+  EXPECT_EQ(r.last_seq(), 24);
+}
+
+TEST_F(SessionTest, TurnsCutOffByACrashAreRecordedAsFailedAtStartup) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::Session s = h_.CreateSession(a.agent_id());
+  v1::TurnResult r;
+  ASSERT_TRUE(h_.Send(s.session_id(), "ok", &r).ok());
+  h_.Stop();
+  {
+    // Simulate a crash mid-turn: the session is durably RUNNING with a turn in flight.
+    auto store = store::RocksDbStore::Open({h_.data_dir()});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto rec = (*store)->GetSession("default", s.session_id());
+    ASSERT_TRUE(rec.ok());
+    store::SessionWrite w;
+    w.project_id = "default";
+    w.session_id = s.session_id();
+    w.expected_revision = rec->revision();
+    w.record = *rec;
+    w.record.mutable_session()->set_status(v1::SESSION_STATUS_RUNNING);
+    w.record.set_running_turn_id("turn_crashed");
+    ASSERT_TRUE((*store)->CommitSessionWrite(w).ok());
+  }
+  h_.StartServer();
+  v1::GetSessionRequest get;
+  get.set_session_id(s.session_id());
+  v1::Session after;
+  ASSERT_TRUE(h_.sessions().GetSession(Ctx().get(), get, &after).ok());
+  EXPECT_EQ(after.status(), v1::SESSION_STATUS_FAILED);
+  auto events = h_.AllEvents(s.session_id());
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
+  EXPECT_EQ(events.back().turn_id(), "turn_crashed");
+  EXPECT_NE(events.back().turn().error().find("stopped"), std::string::npos);
+  ASSERT_TRUE(h_.Send(s.session_id(), "usable", &r).ok());
+}
+
+TEST_F(SessionTest, HealthReflectionAndRequestIds) {
+  auto channel = h_.channel();
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::health::v1::HealthCheckRequest hreq;
+  grpc::health::v1::HealthCheckResponse hresp;
+  ASSERT_TRUE(health->Check(Ctx().get(), hreq, &hresp).ok());
+  EXPECT_EQ(hresp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  v1::Agent a = h_.CreateAgent("echo");
+  grpc::ClientContext ctx;
+  v1::GetAgentRequest get;
+  get.set_agent_id(a.agent_id());
+  v1::Agent got;
+  ASSERT_TRUE(h_.agents().GetAgent(&ctx, get, &got).ok());
+  auto md = ctx.GetServerInitialMetadata();
+  auto it = md.find("x-agentd-request-id");
+  ASSERT_NE(it, md.end());
+  EXPECT_FALSE(it->second.empty());
+
+  // Errors carry a request id too.
+  grpc::ClientContext ctx2;
+  get.set_agent_id("missing");
+  EXPECT_EQ(h_.agents().GetAgent(&ctx2, get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(ctx2.GetServerInitialMetadata().find("x-agentd-request-id"),
+            ctx2.GetServerInitialMetadata().end());
+
+  // RPCs not built yet answer UNIMPLEMENTED.
+  auto memory = v1::MemoryService::NewStub(channel);
+  v1::GetMemoryRequest mreq;
+  v1::MemoryRecord mrec;
+  EXPECT_EQ(memory->GetMemory(Ctx().get(), mreq, &mrec).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(SessionTest, BadInputGetsInvalidArgumentAndChangesNothing) {
+  v1::Agent agent;
+  auto create = [&](const std::function<void(v1::Agent*)>& mutate) {
+    v1::CreateAgentRequest req;
+    req.mutable_agent()->set_model("echo");
+    mutate(req.mutable_agent());
+    return h_.agents().CreateAgent(Ctx().get(), req, &agent).error_code();
+  };
+  EXPECT_EQ(create([](v1::Agent* a) { a->set_model(""); }), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create([](v1::Agent* a) { a->set_model("gpt-nope"); }), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create([](v1::Agent* a) { a->set_agent_id("bad id/with slash"); }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create([](v1::Agent* a) { a->set_max_steps_per_turn(-1); }), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create([](v1::Agent* a) {
+              auto* t = a->add_tools();
+              t->set_name("x");
+              t->set_kind(v1::TOOL_KIND_CLIENT);
+              t->set_parameters_json_schema("{not json");
+            }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create([](v1::Agent* a) { a->set_instructions(std::string(300 * 1024, 'x')); }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ListAgentsResponse listed;
+  ASSERT_TRUE(h_.agents().ListAgents(Ctx().get(), v1::ListAgentsRequest(), &listed).ok());
+  EXPECT_EQ(listed.agents_size(), 0);
+
+  v1::Agent good = h_.CreateAgent("echo");
+  v1::Session s = h_.CreateSession(good.agent_id());
+  v1::TurnResult r;
+  v1::RunTurnRequest empty;
+  empty.set_session_id(s.session_id());
+  EXPECT_EQ(h_.Run(empty, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::RunTurnRequest no_session;
+  no_session.add_input()->set_text("x");
+  EXPECT_EQ(h_.Run(no_session, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  no_session.set_session_id("unknown");
+  EXPECT_EQ(h_.Run(no_session, &r).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::ListEventsRequest le;
+  le.set_session_id(s.session_id());
+  le.set_limit(-1);
+  v1::ListEventsResponse events;
+  EXPECT_EQ(h_.sessions().ListEvents(Ctx().get(), le, &events).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ListSessionsRequest ls;
+  ls.set_page_size(-5);
+  v1::ListSessionsResponse sessions;
+  EXPECT_EQ(h_.sessions().ListSessions(Ctx().get(), ls, &sessions).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::CreateSessionRequest cs;
+  cs.set_agent_id(good.agent_id());
+  cs.set_ttl_seconds(-1);
+  v1::Session bad;
+  EXPECT_EQ(h_.sessions().CreateSession(Ctx().get(), cs, &bad).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(h_.AllEvents(s.session_id()).empty());
+}
+
+TEST_F(SessionTest, OversizedMessagesAreRejected) {
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::Session s = h_.CreateSession(a.agent_id());
+  v1::TurnResult r;
+  // Over the per-field limit (1 MiB) but under the transport limit.
+  EXPECT_EQ(h_.Send(s.session_id(), std::string(2 * 1024 * 1024, 'a'), &r).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Over the transport limit (16 MiB).
+  EXPECT_EQ(h_.Send(s.session_id(), std::string(17 * 1024 * 1024, 'a'), &r).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(h_.AllEvents(s.session_id()).empty());
+}
+
+TEST(ServerStartTest, DataDirHeldByAnotherServerIsAClearError) {
+  ServerHarness h;
+  server::ServerOptions options;
+  options.config.listen = "127.0.0.1:0";
+  options.config.data_dir = h.data_dir();
+  auto second = server::AgentdServer::Start(options);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status();
+}
+
+}  // namespace
+}  // namespace agentd

@@ -1,0 +1,60 @@
+// An agentd server started in-process on 127.0.0.1:0 with a real RocksDB in a temp dir, the
+// built-in echo model, and a ScriptedBackend serving the model "scripted". Integration tests
+// drive it through the generated gRPC stubs, as any client would.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "agentd/v1/agent.grpc.pb.h"
+#include "agentd/v1/session.grpc.pb.h"
+#include "backend/scripted_backend.h"
+#include "server/server.h"
+#include "testing/temp_dir.h"
+
+namespace agentd::testing {
+
+class ServerHarness {
+ public:
+  /// Starts a server on a fresh data dir.
+  ServerHarness();
+  ~ServerHarness();
+
+  /// Stops the server (graceful, short grace) and starts a new one on the same data dir.
+  void Restart();
+  void Stop();
+  void StartServer();
+
+  v1::AgentService::Stub& agents() { return *agent_stub_; }
+  v1::SessionService::Stub& sessions() { return *session_stub_; }
+  backend::ScriptedBackend& scripted() { return *scripted_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string address() const { return server_->address(); }
+  server::AgentdServer& server() { return *server_; }
+
+  /// Creates an agent (fails the test on error).
+  v1::Agent CreateAgent(const std::string& model, const std::string& instructions = "",
+                        const std::vector<std::string>& client_tools = {});
+  v1::Session CreateSession(const std::string& agent_id, const std::string& session_id = "");
+  /// RunTurn with one USER message.
+  grpc::Status Send(const std::string& session_id, const std::string& text, v1::TurnResult* out);
+  grpc::Status Run(const v1::RunTurnRequest& request, v1::TurnResult* out);
+  std::vector<v1::Event> AllEvents(const std::string& session_id);
+
+ private:
+  TempDir dir_;
+  std::string data_dir_;
+  std::shared_ptr<backend::ScriptedBackend> scripted_;
+  std::unique_ptr<server::AgentdServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentService::Stub> agent_stub_;
+  std::unique_ptr<v1::SessionService::Stub> session_stub_;
+};
+
+/// A client context with a deadline of `seconds`.
+std::unique_ptr<grpc::ClientContext> Ctx(double seconds = 10);
+
+}  // namespace agentd::testing
