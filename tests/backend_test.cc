@@ -372,11 +372,7 @@ TEST(EchoBackendTest, WorksWithoutDeltaCallback) {
 // ---------------------------------------------------------------------------------------------
 // ScriptedBackend
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_ServesQueuedRepliesInOrderThenEchoes) {
+TEST(ScriptedBackendTest, ServesQueuedRepliesInOrderThenEchoes) {
   ScriptedBackend backend;
   backend.Push(Reply("one"));
   backend.Push(Reply("two"));
@@ -398,11 +394,7 @@ TEST(ScriptedBackendTest, DISABLED_ServesQueuedRepliesInOrderThenEchoes) {
   EXPECT_EQ(backend.pending_replies(), 0u);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_ReplyStreamsDeltasAndReportsToolCallsAndTokens) {
+TEST(ScriptedBackendTest, ReplyStreamsDeltasAndReportsToolCallsAndTokens) {
   ScriptedBackend backend;
   ScriptedReply reply = Reply("hello world");
   v1::ToolCall& tc = reply.tool_calls.emplace_back();
@@ -428,11 +420,7 @@ TEST(ScriptedBackendTest, DISABLED_ReplyStreamsDeltasAndReportsToolCallsAndToken
   EXPECT_EQ(r->output_tokens, 22);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_DefaultDeltaIsTheTextAndTokensAreEstimated) {
+TEST(ScriptedBackendTest, DefaultDeltaIsTheTextAndTokensAreEstimated) {
   ScriptedBackend backend;
   backend.Push(Reply("abcdefgh"));
   CallRecorder rec;
@@ -463,11 +451,7 @@ TEST(ScriptedBackendTest, ErrorPropagatesWithItsCode) {
   EXPECT_EQ(second.result().status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_DelayedReplyCompletesLaterOnAnotherThread) {
+TEST(ScriptedBackendTest, DelayedReplyCompletesLaterOnAnotherThread) {
   ScriptedBackend backend;
   const absl::Duration delay = absl::Milliseconds(100);
   backend.Push(Reply("late", delay));
@@ -485,11 +469,7 @@ TEST(ScriptedBackendTest, DISABLED_DelayedReplyCompletesLaterOnAnotherThread) {
   EXPECT_EQ(rec.results.size(), 1u);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_DeadlineShorterThanDelayGivesDeadlineExceeded) {
+TEST(ScriptedBackendTest, DeadlineShorterThanDelayGivesDeadlineExceeded) {
   ScriptedBackend backend;
   // If the deadline were ignored the call would take an hour and the guard would fail.
   backend.Push(Reply("too late", absl::Hours(1)));
@@ -504,11 +484,7 @@ TEST(ScriptedBackendTest, DISABLED_DeadlineShorterThanDelayGivesDeadlineExceeded
   EXPECT_EQ(rec.results.size(), 1u);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_AlreadyPassedDeadlineGivesDeadlineExceeded) {
+TEST(ScriptedBackendTest, AlreadyPassedDeadlineGivesDeadlineExceeded) {
   ScriptedBackend backend;
   backend.Push(Reply("instant"));
   ModelRequest req = RequestWithUserText("m", "q");
@@ -519,11 +495,7 @@ TEST(ScriptedBackendTest, DISABLED_AlreadyPassedDeadlineGivesDeadlineExceeded) {
   EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_CancelDelayedCallCompletesCancelledExactlyOnce) {
+TEST(ScriptedBackendTest, CancelDelayedCallCompletesCancelledExactlyOnce) {
   ScriptedBackend backend;
   // A first delayed call whose on_done blocks holds the backend's timer thread, so the call
   // under test cannot fire on its own while we cancel it.
@@ -562,11 +534,7 @@ TEST(ScriptedBackendTest, DISABLED_CancelDelayedCallCompletesCancelledExactlyOnc
   EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kCancelled);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_CancelAfterCompletionIsANoOp) {
+TEST(ScriptedBackendTest, CancelAfterCompletionIsANoOp) {
   ScriptedBackend backend;
   backend.Push(Reply("quick", absl::Milliseconds(5)));
   CallRecorder rec;
@@ -585,11 +553,7 @@ TEST(ScriptedBackendTest, DISABLED_CancelAfterCompletionIsANoOp) {
   EXPECT_TRUE(inline_rec.result().ok());
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ScriptedBackendTest, DISABLED_RecordsEveryRequestInOrder) {
+TEST(ScriptedBackendTest, RecordsEveryRequestInOrder) {
   ScriptedBackend backend;
   backend.Push(Reply("scripted"));
   ModelRequest a = RequestWithUserText("model-a", "first");
@@ -611,32 +575,6 @@ TEST(ScriptedBackendTest, DISABLED_RecordsEveryRequestInOrder) {
   EXPECT_EQ(got[1].model, "model-b");
   ASSERT_EQ(got[1].messages.size(), 1u);
   EXPECT_EQ(got[1].messages[0].text, "second");
-}
-
-// The tests below cover the same behaviours with failing replies, which do not hit the abort
-// described above (scripted_backend.cc:76).
-
-TEST(ScriptedBackendTest, ServesQueuedFailuresInOrderThenEchoes) {
-  ScriptedBackend backend;
-  backend.Push(Failure(absl::UnavailableError("first")));
-  backend.Push(Failure(absl::NotFoundError("second")));
-  EXPECT_EQ(backend.pending_replies(), 2u);
-
-  CallRecorder r1;
-  CallRecorder r2;
-  CallRecorder r3;
-  backend.Start(RequestWithUserText("m", "q1"), r1.Callbacks());
-  EXPECT_EQ(backend.pending_replies(), 1u);
-  backend.Start(RequestWithUserText("m", "q2"), r2.Callbacks());
-  backend.Start(RequestWithUserText("m", "q3"), r3.Callbacks());
-  ASSERT_TRUE(r1.done.HasBeenNotified() && r2.done.HasBeenNotified() && r3.done.HasBeenNotified())
-      << "undelayed replies complete inline";
-  EXPECT_EQ(r1.result().status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(r2.result().status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(r3.result().ok()) << r3.result().status();
-  EXPECT_EQ(r3.result()->text, "q3");
-  EXPECT_EQ(r3.result()->served_by, "echo");
-  EXPECT_EQ(backend.pending_replies(), 0u);
 }
 
 TEST(ScriptedBackendTest, ScriptedDeltasStreamBeforeAFailure) {
@@ -665,111 +603,6 @@ TEST(ScriptedBackendTest, DelayedFailureCompletesLaterOnAnotherThread) {
   EXPECT_NE(rec.done_thread, std::this_thread::get_id()) << "completed inline";
   EXPECT_GE(rec.done_time - before, delay) << "completed before its delay";
   EXPECT_EQ(rec.results.size(), 1u);
-}
-
-TEST(ScriptedBackendTest, DeadlineShorterThanDelayOverridesTheScriptedOutcome) {
-  ScriptedBackend backend;
-  // If the deadline were ignored the call would take an hour and the guard would fail.
-  backend.Push(Failure(absl::UnavailableError("late failure"), absl::Hours(1)));
-  ModelRequest req = RequestWithUserText("m", "q");
-  req.deadline = absl::Now() + absl::Milliseconds(20);
-  CallRecorder rec;
-  backend.Start(req, rec.Callbacks());
-  ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kDeadlineExceeded);
-  absl::MutexLock lock(&rec.mu);
-  EXPECT_GE(rec.done_time, req.deadline);
-  EXPECT_EQ(rec.results.size(), 1u);
-}
-
-TEST(ScriptedBackendTest, PassedDeadlineOverridesAnUndelayedReply) {
-  ScriptedBackend backend;
-  backend.Push(Failure(absl::UnavailableError("instant")));
-  ModelRequest req = RequestWithUserText("m", "q");
-  req.deadline = absl::Now() - absl::Seconds(1);
-  CallRecorder rec;
-  backend.Start(req, rec.Callbacks());
-  ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kDeadlineExceeded);
-}
-
-TEST(ScriptedBackendTest, CancelDelayedFailureCompletesCancelledExactlyOnce) {
-  ScriptedBackend backend;
-  // A first delayed call whose on_done blocks holds the backend's timer thread, so the call
-  // under test cannot fire on its own while we cancel it.
-  absl::Notification holding;
-  absl::Notification release;
-  backend.Push(Failure(absl::AbortedError("holder"), absl::Milliseconds(1)));
-  ModelCallbacks hold_cb;
-  hold_cb.on_done = [&](absl::StatusOr<ModelResponse>) {
-    holding.Notify();
-    release.WaitForNotification();
-  };
-  backend.Start(RequestWithUserText("m", "q"), std::move(hold_cb));
-  ASSERT_TRUE(holding.WaitForNotificationWithTimeout(kGuard));
-
-  backend.Push(Failure(absl::UnavailableError("never delivered"), absl::Milliseconds(1)));
-  CallRecorder rec;
-  auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
-  EXPECT_FALSE(rec.done.HasBeenNotified());
-  call->Cancel();
-  ASSERT_TRUE(rec.done.HasBeenNotified()) << "Cancel completes the call on the caller's thread";
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kCancelled);
-  call->Cancel();  // a second Cancel is a no-op
-
-  // The sentinel is due after the cancelled reply; once it is done the timer thread has passed
-  // the cancelled reply's time, so a second on_done would already have happened.
-  backend.Push(Failure(absl::NotFoundError("sentinel"), absl::Milliseconds(2)));
-  CallRecorder sentinel;
-  backend.Start(RequestWithUserText("m", "q"), sentinel.Callbacks());
-  release.Notify();
-  ASSERT_TRUE(sentinel.done.WaitForNotificationWithTimeout(kGuard));
-  EXPECT_EQ(sentinel.result().status().code(), absl::StatusCode::kNotFound);
-
-  EXPECT_EQ(rec.done_count(), 1u);
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kCancelled);
-}
-
-TEST(ScriptedBackendTest, CancelAfterFailureIsANoOp) {
-  ScriptedBackend backend;
-  backend.Push(Failure(absl::InternalError("delayed"), absl::Milliseconds(5)));
-  CallRecorder rec;
-  auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
-  ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
-  call->Cancel();
-  EXPECT_EQ(rec.done_count(), 1u);
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kInternal);
-
-  backend.Push(Failure(absl::InternalError("inline")));  // inline: nothing left to cancel
-  CallRecorder inline_rec;
-  auto inline_call = backend.Start(RequestWithUserText("m", "q"), inline_rec.Callbacks());
-  inline_call->Cancel();
-  EXPECT_EQ(inline_rec.done_count(), 1u);
-  EXPECT_EQ(inline_rec.result().status().code(), absl::StatusCode::kInternal);
-}
-
-TEST(ScriptedBackendTest, RecordsScriptedAndEchoedRequestsInOrder) {
-  ScriptedBackend backend;
-  backend.Push(Failure(absl::UnavailableError("x")));
-  ModelRequest a = RequestWithUserText("model-a", "first");
-  ToolDefinition tool;
-  tool.name = "search";
-  a.tools.push_back(tool);
-  a.stream = true;
-  backend.Start(a, Ignore());                                         // scripted
-  backend.Start(RequestWithUserText("model-b", "second"), Ignore());  // echoes
-
-  std::vector<ModelRequest> got = backend.requests();
-  ASSERT_EQ(got.size(), 2u);
-  EXPECT_EQ(got[0].model, "model-a");
-  ASSERT_EQ(got[0].messages.size(), 1u);
-  EXPECT_EQ(got[0].messages[0].text, "first");
-  ASSERT_EQ(got[0].tools.size(), 1u);
-  EXPECT_EQ(got[0].tools[0].name, "search");
-  EXPECT_TRUE(got[0].stream);
-  EXPECT_EQ(got[1].model, "model-b");
-  ASSERT_EQ(got[1].messages.size(), 1u);
-  EXPECT_EQ(got[1].messages[0].text, "second");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,11 +667,7 @@ TEST(ModelRouterTest, UnknownModelCompletesInlineWithInvalidArgument) {
   EXPECT_EQ(rec.done_count(), 1u);
 }
 
-// DISABLED: src/backend/scripted_backend.cc:76 constructs absl::StatusOr<ModelResponse> from
-// reply.error, which is OK for every successful reply; abseil 20220623 (Debian 12) aborts on
-// that ("An OK status is not a valid constructor argument to StatusOr<T>"). Re-enable once
-// Start() builds the outcome without passing an OK status to StatusOr.
-TEST(ModelRouterTest, DISABLED_RewritesModelToTheDeploymentModelScripted) {
+TEST(ModelRouterTest, RewritesModelToTheDeploymentModel) {
   ModelRouter router;
   auto scripted = std::make_shared<ScriptedBackend>();
   ASSERT_TRUE(router.RegisterBackend("scripted", scripted).ok());
@@ -850,25 +679,6 @@ TEST(ModelRouterTest, DISABLED_RewritesModelToTheDeploymentModelScripted) {
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
   ASSERT_TRUE(rec.result().ok()) << rec.result().status();
   EXPECT_EQ(rec.result()->text, "from scripted");
-
-  std::vector<ModelRequest> got = scripted->requests();
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].model, "vendor-model-v2");
-  ASSERT_EQ(got[0].messages.size(), 1u);
-  EXPECT_EQ(got[0].messages[0].text, "hi");
-}
-
-TEST(ModelRouterTest, RewritesModelToTheDeploymentModel) {
-  ModelRouter router;
-  auto scripted = std::make_shared<ScriptedBackend>();  // empty queue: echoes
-  ASSERT_TRUE(router.RegisterBackend("scripted", scripted).ok());
-  ASSERT_TRUE(router.AddModel(Model("smart", {{"scripted", "vendor-model-v2", 1}})).ok());
-
-  CallRecorder rec;
-  router.Start(RequestWithUserText("smart", "hi"), rec.Callbacks());
-  ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
-  ASSERT_TRUE(rec.result().ok()) << rec.result().status();
-  EXPECT_EQ(rec.result()->text, "hi");
 
   std::vector<ModelRequest> got = scripted->requests();
   ASSERT_EQ(got.size(), 1u);

@@ -47,6 +47,7 @@ using RawFn = std::function<void(rocksdb::DB*, const std::vector<rocksdb::Column
 /// Opens a closed data dir with plain RocksDB (every family of the schema) and runs `fn`.
 void WithRawDb(const std::string& path, const RawFn& fn) {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.reserve(schema::kColumnFamilies.size());
   for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
     cfs.emplace_back(info.name, rocksdb::ColumnFamilyOptions());
   }
@@ -106,7 +107,7 @@ TEST(RocksDbStoreTest, CloseAndReopenKeepsEverything) {
   {
     auto store = OpenAt(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    RocksDbStore& s = **store;
+    ContextStore& s = **store;
     ASSERT_TRUE(s.PutAgentVersion("p", Agent("a", 1), 0).ok());
     ASSERT_TRUE(s.PutAgentVersion("p", Agent("a", 2), 1).ok());
     ASSERT_TRUE(s.PutAgentVersion("p", Agent("gone", 1), 0).ok());
@@ -116,7 +117,7 @@ TEST(RocksDbStoreTest, CloseAndReopenKeepsEverything) {
   }
   auto store = OpenAt(path, Durability::kRelaxed);
   ASSERT_TRUE(store.ok()) << store.status();
-  RocksDbStore& s = **store;
+  ContextStore& s = **store;
   EXPECT_EQ(s.GetAgent("p", "a", 0)->model(), "model-2");
   EXPECT_EQ(s.GetAgent("p", "a", 1)->model(), "model-1");
   EXPECT_EQ(s.GetAgent("p", "gone", 0).status().code(), absl::StatusCode::kNotFound);
@@ -144,13 +145,14 @@ TEST(RocksDbStoreTest, SyncCommitsFromManyThreads) {
   TempDir dir;
   auto store = OpenAt(dir.Sub("data"), Durability::kSync);
   ASSERT_TRUE(store.ok()) << store.status();
-  RocksDbStore& s = **store;
+  ContextStore& s = **store;
   constexpr int kThreads = 8;
   constexpr int kCommits = 10;
   for (int t = 0; t < kThreads; ++t) {
     ASSERT_TRUE(s.CreateSession("p", Session(absl::StrCat("s", t))).ok());
   }
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   std::atomic<int> failures{0};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -260,7 +262,7 @@ TEST(RocksDbStoreTest, CorruptValuesAreDataLoss) {
   {
     auto store = OpenAt(path);
     ASSERT_TRUE(store.ok());
-    RocksDbStore& s = **store;
+    ContextStore& s = **store;
     ASSERT_TRUE(s.PutAgentVersion("p", Agent("a", 1), 0).ok());
     ASSERT_TRUE(s.CreateSession("p", Session("s")).ok());
     ASSERT_TRUE(s.CreateSession("p", Session("t")).ok());
@@ -286,7 +288,7 @@ TEST(RocksDbStoreTest, CorruptValuesAreDataLoss) {
   });
   auto store = OpenAt(path);
   ASSERT_TRUE(store.ok()) << store.status();
-  RocksDbStore& s = **store;
+  ContextStore& s = **store;
   auto expect_data_loss = [](const absl::Status& st, absl::string_view kind) {
     EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
     EXPECT_NE(st.message().find(kind), absl::string_view::npos) << st;
@@ -335,7 +337,7 @@ TEST(RocksDbStoreTest, PageTokensAreHexOfAnId) {
   TempDir dir;
   auto store = OpenAt(dir.Sub("data"), Durability::kRelaxed);
   ASSERT_TRUE(store.ok());
-  RocksDbStore& s = **store;
+  ContextStore& s = **store;
   for (const char* id : {"s1", "s2", "s3"}) ASSERT_TRUE(s.CreateSession("p", Session(id)).ok());
   absl::StatusOr<SessionPage> page = s.ListSessions("p", {}, 1, "");
   ASSERT_TRUE(page.ok());

@@ -128,6 +128,7 @@ absl::Status Turn::Prepare() {
     m->set_role(in.role() == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : in.role());
     m->set_text(in.text());
   }
+  opening_events_ = turn_events_.size();
   if (!request_.tool_results().empty()) {
     answered_calls_.assign(s.pending_tool_calls().begin(), s.pending_tool_calls().end());
   }
@@ -184,7 +185,7 @@ void Turn::RunStep() {
   }
   auto self = shared_from_this();
   backend::ModelCallbacks callbacks;
-  if (req.stream) callbacks.on_delta = [self](absl::string_view text) { self->observer_->OnDelta(text); };
+  if (req.stream) callbacks.on_delta = [self](absl::string_view text) { self->OnDelta(text); };
   callbacks.on_done = [self](absl::StatusOr<backend::ModelResponse> r) {
     self->OnModelDone(std::move(r));
   };
@@ -314,8 +315,32 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   record_.set_revision(record_.revision() + 1);
   committed_ = turn_events_.size();
   deps_.hub->Publish(EventHub::Key(project_id_, request_.session_id()), w.events);
-  observer_->OnEvents(w.events);
+  NotifyCommitted(w.events);
   return absl::OkStatus();
+}
+
+void Turn::OnDelta(absl::string_view text) {
+  absl::MutexLock lock(&delta_mu_);
+  if (!opening_durable_) {
+    early_deltas_.emplace_back(text);
+    return;
+  }
+  observer_->OnDelta(text);
+}
+
+void Turn::NotifyCommitted(const std::vector<v1::Event>& events) {
+  absl::MutexLock lock(&delta_mu_);
+  if (opening_durable_) {
+    observer_->OnEvents(events);
+    return;
+  }
+  // First commit of the turn: opening events, then any text that arrived meanwhile, then the rest.
+  const size_t split = std::min(opening_events_, events.size());
+  observer_->OnEvents({events.begin(), events.begin() + split});
+  for (const std::string& d : early_deltas_) observer_->OnDelta(d);
+  early_deltas_.clear();
+  opening_durable_ = true;
+  if (split < events.size()) observer_->OnEvents({events.begin() + split, events.end()});
 }
 
 void Turn::Fail(const absl::Status& status) {

@@ -88,6 +88,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void Fail(const absl::Status& status);
   void Deliver(const absl::Status& status, const v1::TurnResult& result);
   void SealPendingEvents();
+  void OnDelta(absl::string_view text);
+  void NotifyCommitted(const std::vector<v1::Event>& events);
 
   const TurnDeps deps_;
   const std::string project_id_;
@@ -114,6 +116,13 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::vector<v1::ToolCall> client_calls_;    // calls the client must run (REQUIRES_ACTION)
   std::string output_text_;
   bool began_ = false;
+
+  // Deltas that arrive before the opening events are durable wait here, so a stream always
+  // starts with TURN_STARTED. Lock order: mu_ before delta_mu_.
+  absl::Mutex delta_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  bool opening_durable_ ABSL_GUARDED_BY(delta_mu_) = false;
+  std::vector<std::string> early_deltas_ ABSL_GUARDED_BY(delta_mu_);
+  size_t opening_events_ = 0;  // TURN_STARTED + tool results + inputs
 
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

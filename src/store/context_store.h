@@ -35,8 +35,8 @@ struct AgentPage {
 };
 
 struct SessionFilter {
-  std::string agent_id;                                             // empty = any
-  v1::SessionStatus status = v1::SESSION_STATUS_UNSPECIFIED;        // UNSPECIFIED = any
+  std::string agent_id;                                       // empty = any
+  v1::SessionStatus status = v1::SESSION_STATUS_UNSPECIFIED;  // UNSPECIFIED = any
 };
 
 struct SessionPage {
@@ -116,7 +116,7 @@ class ContextStore {
   [[nodiscard]] virtual absl::Status ForEachSessionWithStatus(
       v1::SessionStatus status,
       const std::function<absl::Status(const std::string& project_id,
-                                        const storage::SessionRecord& record)>& fn) = 0;
+                                       const storage::SessionRecord& record)>& fn) = 0;
 };
 
 }  // namespace agentd::store

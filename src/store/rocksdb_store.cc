@@ -11,6 +11,8 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -33,7 +35,9 @@ using schema::ColumnFamily;
 
 constexpr int32_t kDefaultPageSize = 50;
 constexpr int32_t kMaxPageSize = 1000;
-constexpr size_t kWriteBufferBytes = 64 << 20;
+constexpr size_t kWriteBufferBytes = 64 << 20;       // per column family memtable
+constexpr size_t kAllWriteBuffersBytes = 256 << 20;  // cap over all memtables
+constexpr uint64_t kMaxTotalWalBytes = 256 << 20;    // bounds WAL disk use and replay time
 constexpr size_t kBlockCacheBytes = 64 << 20;
 
 absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
@@ -74,22 +78,11 @@ size_t NormalizePageSize(int32_t page_size) {
 
 // Page tokens are the hex of the last id returned; the next page starts after that id.
 absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string id;
-  bool ok = token.size() % 2 == 0;
-  for (size_t i = 0; ok && i < token.size(); i += 2) {
-    const int hi = nibble(token[i]);
-    const int lo = nibble(token[i + 1]);
-    ok = hi >= 0 && lo >= 0;
-    if (ok) id.push_back(static_cast<char>((hi << 4) | lo));
-  }
-  if (!ok || !schema::IsValidKeyComponent(id)) {
-    return absl::InvalidArgumentError("malformed page_token");
-  }
+  const bool hex = token.size() % 2 == 0 && std::all_of(token.begin(), token.end(), [](char c) {
+                     return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+                   });
+  std::string id = hex ? absl::HexStringToBytes(token) : std::string();
+  if (!schema::IsValidKeyComponent(id)) return absl::InvalidArgumentError("malformed page_token");
   return id;
 }
 
@@ -110,7 +103,7 @@ absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
 }
 
 /// The WriteBatch of one logical operation. Put/Delete errors (there are none without a batch
-/// size limit) are kept and reported by status().
+/// size limit) are kept and returned by Commit().
 class Batch {
  public:
   void Put(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
@@ -174,6 +167,10 @@ rocksdb::DBOptions MakeDbOptions() {
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   o.max_background_jobs = 2;
+  o.db_write_buffer_size = kAllWriteBuffersBytes;
+  // A rarely written family (meta) would otherwise pin old WAL files until the default limit of
+  // 4x all write buffers (GiBs); past this size RocksDB flushes the families holding them.
+  o.max_total_wal_size = kMaxTotalWalBytes;
   // Reusing WAL files would let a synced append skip the file-size metadata update of a growing
   // file. RocksDB 7.8 turns this off (sanitizes it to 0) under kPointInTimeRecovery, the recovery
   // mode kept here: the one mode that keeps recycling, kSkipAnyCorruptedRecords, may drop
@@ -258,6 +255,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   const rocksdb::ColumnFamilyOptions cf_options =
       MakeCfOptions(rocksdb::NewLRUCache(kBlockCacheBytes));
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.reserve(schema::kColumnFamilies.size());
   for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
     descriptors.emplace_back(info.name, cf_options);
   }
@@ -291,7 +289,7 @@ absl::Status RocksDbStore::CheckFormat() {
     fresh.set_written_by("agentd");
     Batch batch;
     batch.Put(Cf(ColumnFamily::kMeta), key, fresh);
-    return batch.Commit(db_.get(), options_.durability);
+    return batch.Commit(db_.get(), Durability::kSync);
   }
   if (info->version() > schema::kFormatVersion) {
     return absl::FailedPreconditionError(

@@ -54,7 +54,7 @@ class RocksDbStore final : public ContextStore {
                                              int64_t expected_latest_version) override;
   [[nodiscard]] absl::StatusOr<v1::Agent> GetAgent(const std::string& project_id,
                                                    const std::string& agent_id, int64_t version,
-                                                   bool include_deleted = false) override;
+                                                   bool include_deleted) override;
   [[nodiscard]] absl::StatusOr<AgentPage> ListAgents(const std::string& project_id,
                                                      int32_t page_size,
                                                      const std::string& page_token) override;
