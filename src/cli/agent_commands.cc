@@ -102,8 +102,9 @@ absl::Status LoadAgentFile(const std::string& path, v1::Agent* agent) {
   }
   NormalizeAgentJson(json);
   const auto status = google::protobuf::util::JsonStringToMessage(json.dump(), agent);
-  if (!status.ok())
+  if (!status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", status.message().ToString()));
+  }
   return absl::OkStatus();
 }
 
@@ -141,7 +142,7 @@ int CreateAgent(Connection& c, const CreateOptions& o) {
   v1::Agent* agent = request.mutable_agent();
   if (!o.file.empty()) {
     const absl::Status loaded = LoadAgentFile(o.file, agent);
-    if (!loaded.ok()) return UsageError(std::string(loaded.message()));
+    if (!loaded.ok()) return UsageError(absl::StrCat(loaded.message()));
   }
   if (!o.name.empty()) agent->set_name(o.name);
   if (!o.model.empty()) agent->set_model(o.model);
