@@ -141,6 +141,21 @@ class TimerGate {
   absl::Notification release_;
 };
 
+// A notification that also opens when it goes out of scope, so a failed ASSERT cannot leave a
+// timer thread blocked forever (and the queue's destructor waiting on it).
+class Latch {
+ public:
+  ~Latch() { Open(); }
+  void Open() {
+    if (!n_.HasBeenNotified()) n_.Notify();
+  }
+  /// Waits until opened (or the failure guard expires).
+  void Wait() { EXPECT_TRUE(n_.WaitForNotificationWithTimeout(kGuard)); }
+
+ private:
+  absl::Notification n_;
+};
+
 TEST(TimerQueueTest, RunsCallbacksInTimeOrderNotSchedulingOrder) {
   TimerQueue q;
   absl::Mutex mu;
@@ -260,14 +275,14 @@ TEST(TimerQueueTest, CancelAfterRunReturnsFalse) {
 TEST(TimerQueueTest, CancelWhileRunningReturnsFalse) {
   TimerQueue q;
   absl::Notification started;
-  absl::Notification release;
+  Latch release;
   TimerQueue::TimerId id = q.Schedule(absl::Now(), [&] {
     started.Notify();
-    release.WaitForNotification();
+    release.Wait();
   });
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kGuard));
   EXPECT_FALSE(q.Cancel(id));
-  release.Notify();
+  release.Open();
 }
 
 TEST(TimerQueueTest, CancelUnknownIdReturnsFalse) {
@@ -452,10 +467,10 @@ TEST(ScriptedBackendTest, ErrorPropagatesWithItsCode) {
 }
 
 TEST(ScriptedBackendTest, DelayedReplyCompletesLaterOnAnotherThread) {
+  CallRecorder rec;  // outlives the backend and its timer thread
   ScriptedBackend backend;
   const absl::Duration delay = absl::Milliseconds(100);
   backend.Push(Reply("late", delay));
-  CallRecorder rec;
   const absl::Time before = absl::Now();
   auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
@@ -470,12 +485,12 @@ TEST(ScriptedBackendTest, DelayedReplyCompletesLaterOnAnotherThread) {
 }
 
 TEST(ScriptedBackendTest, DeadlineShorterThanDelayGivesDeadlineExceeded) {
+  CallRecorder rec;  // outlives the backend and its timer thread
   ScriptedBackend backend;
   // If the deadline were ignored the call would take an hour and the guard would fail.
   backend.Push(Reply("too late", absl::Hours(1)));
   ModelRequest req = RequestWithUserText("m", "q");
   req.deadline = absl::Now() + absl::Milliseconds(20);
-  CallRecorder rec;
   backend.Start(req, rec.Callbacks());
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
   EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -485,33 +500,39 @@ TEST(ScriptedBackendTest, DeadlineShorterThanDelayGivesDeadlineExceeded) {
 }
 
 TEST(ScriptedBackendTest, AlreadyPassedDeadlineGivesDeadlineExceeded) {
+  CallRecorder rec;  // outlives the backend and its timer thread
   ScriptedBackend backend;
   backend.Push(Reply("instant"));
   ModelRequest req = RequestWithUserText("m", "q");
   req.deadline = absl::Now() - absl::Seconds(1);
-  CallRecorder rec;
   backend.Start(req, rec.Callbacks());
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
   EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST(ScriptedBackendTest, CancelDelayedCallCompletesCancelledExactlyOnce) {
+  CallRecorder rec;  // recorders outlive the backend and its timer thread
+  CallRecorder sentinel;
   ScriptedBackend backend;
   // A first delayed call whose on_done blocks holds the backend's timer thread, so the call
   // under test cannot fire on its own while we cancel it.
   absl::Notification holding;
-  absl::Notification release;
+  Latch release;
   backend.Push(Reply("holder", absl::Milliseconds(1)));
   ModelCallbacks hold_cb;
+  const std::thread::id test_thread = std::this_thread::get_id();
   hold_cb.on_done = [&](absl::StatusOr<ModelResponse>) {
     holding.Notify();
-    release.WaitForNotification();
+    if (std::this_thread::get_id() == test_thread) {
+      ADD_FAILURE() << "a delayed reply completed inline";
+      return;  // blocking here would deadlock the test
+    }
+    release.Wait();
   };
   backend.Start(RequestWithUserText("m", "q"), std::move(hold_cb));
   ASSERT_TRUE(holding.WaitForNotificationWithTimeout(kGuard));
 
   backend.Push(Reply("never", absl::Milliseconds(1)));
-  CallRecorder rec;
   auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
   EXPECT_FALSE(rec.done.HasBeenNotified());
   call->Cancel();
@@ -523,9 +544,8 @@ TEST(ScriptedBackendTest, CancelDelayedCallCompletesCancelledExactlyOnce) {
   // The sentinel is due after the cancelled reply; once it is done the timer thread has passed
   // the cancelled reply's time, so a second on_done would already have happened.
   backend.Push(Reply("sentinel", absl::Milliseconds(2)));
-  CallRecorder sentinel;
   backend.Start(RequestWithUserText("m", "q"), sentinel.Callbacks());
-  release.Notify();
+  release.Open();
   ASSERT_TRUE(sentinel.done.WaitForNotificationWithTimeout(kGuard));
   ASSERT_TRUE(sentinel.result().ok());
   EXPECT_EQ(sentinel.result()->text, "sentinel");
@@ -535,9 +555,10 @@ TEST(ScriptedBackendTest, CancelDelayedCallCompletesCancelledExactlyOnce) {
 }
 
 TEST(ScriptedBackendTest, CancelAfterCompletionIsANoOp) {
+  CallRecorder inline_rec;
+  CallRecorder rec;  // outlives the backend and its timer thread
   ScriptedBackend backend;
   backend.Push(Reply("quick", absl::Milliseconds(5)));
-  CallRecorder rec;
   auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));
   call->Cancel();
@@ -546,7 +567,6 @@ TEST(ScriptedBackendTest, CancelAfterCompletionIsANoOp) {
   EXPECT_EQ(rec.result()->text, "quick");
 
   backend.Push(Reply("inline"));  // inline completion: Cancel has nothing to stop
-  CallRecorder inline_rec;
   auto inline_call = backend.Start(RequestWithUserText("m", "q"), inline_rec.Callbacks());
   inline_call->Cancel();
   EXPECT_EQ(inline_rec.done_count(), 1u);
@@ -589,10 +609,10 @@ TEST(ScriptedBackendTest, ScriptedDeltasStreamBeforeAFailure) {
 }
 
 TEST(ScriptedBackendTest, DelayedFailureCompletesLaterOnAnotherThread) {
+  CallRecorder rec;  // outlives the backend and its timer thread
   ScriptedBackend backend;
   const absl::Duration delay = absl::Milliseconds(100);
   backend.Push(Failure(absl::InternalError("boom"), delay));
-  CallRecorder rec;
   const absl::Time before = absl::Now();
   auto call = backend.Start(RequestWithUserText("m", "q"), rec.Callbacks());
   ASSERT_TRUE(rec.done.WaitForNotificationWithTimeout(kGuard));

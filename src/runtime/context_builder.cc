@@ -7,7 +7,7 @@ namespace agentd::runtime {
 
 namespace {
 
-void AppendMessages(const std::vector<v1::Event>& events,
+void AppendMessages(absl::Span<const v1::Event> events,
                     const absl::flat_hash_set<std::string>& failed_turns,
                     std::vector<backend::ChatMessage>* messages) {
   for (const v1::Event& e : events) {
@@ -31,7 +31,7 @@ void AppendMessages(const std::vector<v1::Event>& events,
   }
 }
 
-void CollectFailedTurns(const std::vector<v1::Event>& events,
+void CollectFailedTurns(absl::Span<const v1::Event> events,
                         absl::flat_hash_set<std::string>* failed) {
   for (const v1::Event& e : events) {
     if (e.type() == v1::EVENT_TYPE_TURN_FAILED) failed->insert(e.turn_id());
@@ -41,8 +41,8 @@ void CollectFailedTurns(const std::vector<v1::Event>& events,
 }  // namespace
 
 std::vector<backend::ChatMessage> BuildContext(const v1::Agent& agent,
-                                               const std::vector<v1::Event>& history,
-                                               const std::vector<v1::Event>& current) {
+                                               absl::Span<const v1::Event> history,
+                                               absl::Span<const v1::Event> current) {
   absl::flat_hash_set<std::string> failed_turns;
   CollectFailedTurns(history, &failed_turns);
   CollectFailedTurns(current, &failed_turns);

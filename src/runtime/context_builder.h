@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include "absl/types/span.h"
+
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
 #include "backend/inference_backend.h"
@@ -14,8 +16,8 @@ namespace agentd::runtime {
 /// contexts; it stays visible in the event log). `events` must be in seq order.
 /// `history` (earlier turns) and `current` (this turn's events so far) are concatenated.
 std::vector<backend::ChatMessage> BuildContext(const v1::Agent& agent,
-                                               const std::vector<v1::Event>& history,
-                                               const std::vector<v1::Event>& current);
+                                               absl::Span<const v1::Event> history,
+                                               absl::Span<const v1::Event> current);
 
 /// The tools of `agent` as the model sees them.
 std::vector<backend::ToolDefinition> ToolDefinitions(const v1::Agent& agent);

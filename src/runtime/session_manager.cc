@@ -113,6 +113,7 @@ absl::Status SessionManager::Delete(const std::string& project_id, const std::st
           "a turn is running on session \"", session_id, "\"; cancel it before deleting"));
     }
     absl::Status st = deps_.store->DeleteSession(project_id, session_id);
+    deps_.history->Erase(key);
     if (absl::IsNotFound(st)) return SessionNotFound(session_id);
     AGENTD_RETURN_IF_ERROR(st);
   }

@@ -108,13 +108,26 @@ absl::Status Turn::Prepare() {
   max_steps_ = agent_.max_steps_per_turn() > 0 ? agent_.max_steps_per_turn() : deps_.default_max_steps;
   for (const v1::ToolSpec& t : agent_.tools()) tools_.emplace(t.name(), t);
 
-  for (int64_t after = 0;;) {
-    AGENTD_ASSIGN_OR_RETURN(auto page,
-                            deps_.store->ReadEvents(project_id_, s.session_id(), after, 1000));
-    if (page.empty()) break;
-    after = page.back().seq();
-    for (auto& e : page) history_.push_back(std::move(e));
+  const std::string key = EventHub::Key(project_id_, s.session_id());
+  history_ = deps_.history->Get(key, s.last_seq());
+  if (history_ == nullptr) {
+    history_ = std::make_shared<SessionHistory>();
+    for (int64_t after = 0;;) {
+      AGENTD_ASSIGN_OR_RETURN(auto page,
+                              deps_.store->ReadEvents(project_id_, s.session_id(), after, 1000));
+      if (page.empty()) break;
+      after = page.back().seq();
+      for (auto& e : page) history_->events.push_back(std::move(e));
+    }
+    history_->last_seq = history_->events.empty() ? 0 : history_->events.back().seq();
+    if (history_->last_seq != s.last_seq()) {
+      return absl::DataLossError(absl::StrCat("session "", s.session_id(), "" has last_seq ",
+                                              s.last_seq(), " but its log ends at ",
+                                              history_->last_seq));
+    }
+    deps_.history->Put(key, history_);
   }
+  history_base_ = history_->events.size();
 
   next_seq_ = s.last_seq() + 1;
   v1::Event& started = AddEvent(v1::EVENT_TYPE_TURN_STARTED);
@@ -175,7 +188,8 @@ void Turn::RunStep() {
   const int32_t step = ++steps_;
   backend::ModelRequest req;
   req.model = model_;
-  req.messages = BuildContext(agent_, history_, turn_events_);
+  req.messages = BuildContext(
+      agent_, absl::MakeConstSpan(history_->events.data(), history_base_), turn_events_);
   req.tools = ToolDefinitions(agent_);
   req.deadline = deadline_;
   req.stream = observer_->WantsDeltas();
@@ -311,10 +325,18 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
     w.idempotency_key = idempotency_key;
     w.idempotency = *idem;
   }
-  AGENTD_RETURN_IF_ERROR(deps_.store->CommitSessionWrite(w));
+  const std::string key = EventHub::Key(project_id_, request_.session_id());
+  absl::Status st = deps_.store->CommitSessionWrite(w);
+  if (!st.ok()) {
+    deps_.history->Erase(key);
+    return st;
+  }
   record_.set_revision(record_.revision() + 1);
+  // This turn owns the session: extend the shared history in place.
+  history_->events.insert(history_->events.end(), w.events.begin(), w.events.end());
+  history_->last_seq = record_.session().last_seq();
   committed_ = turn_events_.size();
-  deps_.hub->Publish(EventHub::Key(project_id_, request_.session_id()), w.events);
+  deps_.hub->Publish(key, w.events);
   NotifyCommitted(w.events);
   return absl::OkStatus();
 }

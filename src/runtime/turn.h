@@ -25,6 +25,7 @@
 #include "agentd/v1/session.pb.h"
 #include "backend/model_router.h"
 #include "runtime/event_hub.h"
+#include "runtime/history_cache.h"
 #include "store/context_store.h"
 
 namespace agentd::runtime {
@@ -48,6 +49,7 @@ struct TurnDeps {
   store::ContextStore* store = nullptr;
   backend::ModelRouter* router = nullptr;
   EventHub* hub = nullptr;
+  HistoryCache* history = nullptr;
   int32_t default_max_steps = 8;
 };
 
@@ -105,7 +107,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   v1::Agent agent_;
   std::string model_;
   absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
-  std::vector<v1::Event> history_;      // events before this turn
+  std::shared_ptr<SessionHistory> history_;  // the session's log (shared with the cache)
+  size_t history_base_ = 0;                  // events in history_ from before this turn
   std::vector<v1::Event> turn_events_;  // this turn's events (committed or not)
   size_t committed_ = 0;                // how many of turn_events_ are durable
   int64_t next_seq_ = 0;

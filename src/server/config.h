@@ -64,6 +64,7 @@ struct Config {
   int64_t drain_grace_ms = 20000;    // SIGTERM: how long in-flight turns may finish, >= 0
   int64_t max_message_bytes = 16 * 1024 * 1024;  // gRPC max receive/send size, 1 MiB..256 MiB
   int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
+  int64_t history_cache_sessions = 4096;         // sessions whose logs stay in memory, >= 0
   StoreConfig store;
   std::vector<BackendConfig> backends;
   std::vector<ModelConfig> models;

@@ -16,6 +16,7 @@
 #include "rpc/session_service.h"
 #include "runtime/agent_manager.h"
 #include "runtime/event_hub.h"
+#include "runtime/history_cache.h"
 #include "runtime/session_manager.h"
 #include "store/rocksdb_store.h"
 
@@ -99,8 +100,13 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->router_ = *std::move(router);
 
   server->hub_ = std::make_unique<runtime::EventHub>();
-  runtime::TurnDeps deps{server->store_.get(), server->router_.get(), server->hub_.get(),
-                         cfg.default_max_steps_per_turn};
+  server->history_ = std::make_unique<runtime::HistoryCache>(cfg.history_cache_sessions);
+  runtime::TurnDeps deps;
+  deps.store = server->store_.get();
+  deps.router = server->router_.get();
+  deps.hub = server->hub_.get();
+  deps.history = server->history_.get();
+  deps.default_max_steps = cfg.default_max_steps_per_turn;
   server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();

@@ -25,6 +25,7 @@ class ContextStore;
 namespace agentd::runtime {
 class AgentManager;
 class EventHub;
+class HistoryCache;
 class SessionManager;
 }  // namespace agentd::runtime
 namespace agentd::rpc {
@@ -66,6 +67,7 @@ class AgentdServer {
   std::unique_ptr<store::ContextStore> store_;
   std::unique_ptr<backend::ModelRouter> router_;
   std::unique_ptr<runtime::EventHub> hub_;
+  std::unique_ptr<runtime::HistoryCache> history_;
   std::unique_ptr<runtime::AgentManager> agents_;
   std::unique_ptr<runtime::SessionManager> sessions_;
   std::unique_ptr<rpc::AgentServiceImpl> agent_service_;
