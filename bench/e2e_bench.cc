@@ -6,6 +6,11 @@
 // echo its input; anything else is counted (and printed) as an error, and the exit code is 1.
 //
 // Output: a human-readable table, plus one `RESULT {json}` line per level and client kind.
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -23,16 +28,9 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/support/channel_arguments.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/blocking_counter.h"
-#include "absl/synchronization/mutex.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
 #include "server/server.h"
@@ -303,11 +301,12 @@ class Bench {
         return std::nullopt;
       }
       created_sessions_.push_back(session.session_id());
-      workers.push_back(std::make_unique<Worker>(stubs_[i % stubs_.size()].get(),
-                                                 session.session_id()));
+      workers.push_back(
+          std::make_unique<Worker>(stubs_[i % stubs_.size()].get(), session.session_id()));
     }
     const int turns = TurnsPerSession(sessions);
-    const int warmup = options_.warmup <= 0 ? 0 : std::max(1, (options_.warmup + sessions - 1) / sessions);
+    const int warmup =
+        options_.warmup <= 0 ? 0 : std::max(1, (options_.warmup + sessions - 1) / sessions);
     if (warmup > 0) RunPhase(workers, client, warmup, /*record=*/false);
 
     const double load_before = LoadAverage();
@@ -390,8 +389,8 @@ class Bench {
 
 void PrintHeader() {
   std::printf("%-8s %-9s %-10s %8s %8s %8s %8s %8s %9s %9s %10s %7s %10s %11s\n", "sessions",
-              "client", "durability", "turns", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-              "p50_1st10", "p50_last10", "turns/s", "errors", "cpu_ms/turn", "load(1m)");
+              "client", "durability", "turns", "p50_ms", "p90_ms", "p99_ms", "max_ms", "p50_1st10",
+              "p50_last10", "turns/s", "errors", "cpu_ms/turn", "load(1m)");
 }
 
 void PrintRow(const LevelResult& r, const std::string& durability) {
@@ -415,8 +414,8 @@ void PrintJson(const LevelResult& r, const std::string& durability, bool in_proc
       "\"p50_first10pct_ms\":%.3f,\"p50_last10pct_ms\":%.3f,\"process_cpu_ms_per_turn\":%s,"
       "\"loadavg_1m_before\":%.2f,\"loadavg_1m_after\":%.2f}\n",
       r.sessions, r.turns, r.p50, r.p90, r.p99, r.max, r.turns_per_s, r.errors, durability.c_str(),
-      Name(r.client), in_process ? "in-process" : "external", r.wall_s, r.p50_first10,
-      r.p50_last10, cpu, r.load_before, r.load_after);
+      Name(r.client), in_process ? "in-process" : "external", r.wall_s, r.p50_first10, r.p50_last10,
+      cpu, r.load_before, r.load_after);
 }
 
 std::vector<ClientKind> ClientsFor(const std::string& choice, int sessions) {
@@ -450,7 +449,8 @@ int main(int argc, char** argv) {
                  "otherwise)");
   app.add_option("--total-turns", total_turns,
                  "total measured turns for levels > 1 session (default 20000)");
-  app.add_option("--warmup", warmup, "warm-up turns per level, split over its sessions (default 200)");
+  app.add_option("--warmup", warmup,
+                 "warm-up turns per level, split over its sessions (default 200)");
   auto* durability_opt = app.add_option("--durability", options.durability, "sync|relaxed")
                              ->check(CLI::IsMember({"sync", "relaxed"}));
   app.add_option("--addr", options.addr,
@@ -516,14 +516,16 @@ int main(int argc, char** argv) {
     addr = "127.0.0.1:" + std::to_string(server->port());
   }
 
-  std::printf("e2e_bench: server %s at %s, data dir %s, durability %s, %u hw threads, "
-              "%d channel(s), input %zu bytes/turn\n",
-              in_process ? "in-process" : "external", addr.c_str(),
-              in_process ? data_dir.c_str() : "(server's)", durability.c_str(),
-              std::thread::hardware_concurrency(), options.channels, kInputBytes);
-  std::printf("clients: blocking = one thread per session with a blocking stub; callback = "
-              "stub->async() callbacks on gRPC's own threads (the realistic server-side "
-              "client)\n");
+  std::printf(
+      "e2e_bench: server %s at %s, data dir %s, durability %s, %u hw threads, "
+      "%d channel(s), input %zu bytes/turn\n",
+      in_process ? "in-process" : "external", addr.c_str(),
+      in_process ? data_dir.c_str() : "(server's)", durability.c_str(),
+      std::thread::hardware_concurrency(), options.channels, kInputBytes);
+  std::printf(
+      "clients: blocking = one thread per session with a blocking stub; callback = "
+      "stub->async() callbacks on gRPC's own threads (the realistic server-side client; "
+      "in-process it shares gRPC's process-wide callback threads with the server)\n");
   std::fflush(stdout);
 
   int exit_code = 0;
@@ -550,8 +552,9 @@ int main(int argc, char** argv) {
       std::printf("\n");
       PrintHeader();
       for (const LevelResult& r : results) PrintRow(r, durability);
-      std::printf("(p50_1st10/p50_last10: median of the first/last 10%% of each session's "
-                  "turns; cpu_ms/turn: getrusage of the whole process, server AND client)\n");
+      std::printf(
+          "(p50_1st10/p50_last10: median of the first/last 10%% of each session's "
+          "turns; cpu_ms/turn: getrusage of the whole process, server AND client)\n");
       if (bench.warmup_errors() > 0) {
         std::printf("warm-up errors: %" PRId64 "\n", bench.warmup_errors());
         exit_code = 1;

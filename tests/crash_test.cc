@@ -2,11 +2,6 @@
 // that every acknowledged turn's events are there, gap-free, and no session is stuck RUNNING.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -16,71 +11,14 @@
 #include "absl/synchronization/mutex.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
+#include "testing/child_server.h"
 #include "testing/temp_dir.h"
 
 namespace agentd {
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-class ChildServer {
- public:
-  ChildServer(std::string data_dir, int port) : data_dir_(std::move(data_dir)), port_(port) {}
-  ~ChildServer() { Kill(); }
-
-  void Start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string listen = "127.0.0.1:" + std::to_string(port_);
-      execl(AGENTD_BINARY, AGENTD_BINARY, "--data-dir", data_dir_.c_str(), "--listen",
-            listen.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ASSERT_GT(pid_, 0);
-    auto channel = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
-    auto health = grpc::health::v1::Health::NewStub(channel);
-    for (int i = 0; i < 400; ++i) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      grpc::health::v1::HealthCheckResponse resp;
-      if (health->Check(&ctx, {}, &resp).ok() &&
-          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-        return;
-      }
-      int status = 0;
-      ASSERT_EQ(waitpid(pid_, &status, WNOHANG), 0) << "agentd exited during startup";
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL() << "agentd did not become healthy";
-  }
-
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  std::string data_dir_;
-  int port_;
-  pid_t pid_ = -1;
-};
+using testing::ChildServer;
+using testing::FreePort;
 
 struct Acked {
   std::string turn_id;
@@ -91,7 +29,7 @@ struct Acked {
 TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
   testing::TempDir dir;
   ChildServer server(dir.Sub("data"), FreePort());
-  ASSERT_NO_FATAL_FAILURE(server.Start());
+  ASSERT_TRUE(server.Start());
   auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
   auto agents = v1::AgentService::NewStub(channel);
   v1::CreateAgentRequest ca;
@@ -158,7 +96,7 @@ TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
     server.Kill();  // kill -9 at a random moment under load
     stop = true;
     for (auto& t : workers) t.join();
-    ASSERT_NO_FATAL_FAILURE(server.Start());
+    ASSERT_TRUE(server.Start());
 
     auto stub = v1::SessionService::NewStub(
         grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));

@@ -87,13 +87,15 @@ TEST(ValidateAgentSpecTest, RejectsDuplicateToolNames) {
   EXPECT_INVALID(ValidateAgentSpec(a, OnlyEchoExists), "duplicate tool name \"get_weather\"");
 }
 
-TEST(ValidateAgentSpecTest, RejectsBuiltinAndUnspecifiedToolKinds) {
+TEST(ValidateAgentSpecTest, RejectsBuiltinAndUnknownToolKindsAcceptsUnspecifiedAsClient) {
   v1::Agent a = ValidAgent();
   a.mutable_tools(0)->set_kind(v1::TOOL_KIND_BUILTIN);
   EXPECT_INVALID(ValidateAgentSpec(a, OnlyEchoExists), "agent.tools[0]");
   EXPECT_INVALID(ValidateAgentSpec(a, OnlyEchoExists), "builtin");
-  a.mutable_tools(0)->set_kind(v1::TOOL_KIND_UNSPECIFIED);
+  a.mutable_tools(0)->set_kind(static_cast<v1::ToolKind>(42));
   EXPECT_INVALID(ValidateAgentSpec(a, OnlyEchoExists), "agent.tools[0].kind");
+  a.mutable_tools(0)->set_kind(v1::TOOL_KIND_UNSPECIFIED);
+  EXPECT_TRUE(ValidateAgentSpec(a, OnlyEchoExists).ok());
 }
 
 TEST(ValidateAgentSpecTest, RejectsBadToolNames) {
@@ -300,9 +302,8 @@ TEST(ValidateRunTurnRequestTest, RejectsInvalidUtf8) {
 }
 
 // Overlong encodings, UTF-16 surrogates and code points above U+10FFFF are not UTF-8
-// (RFC 3629 §3), but IsValidUtf8 (src/runtime/validation.cc, lines 18-31) only checks the lead
-// byte's length class and that continuation bytes are 10xxxxxx. See the report.
-TEST(ValidateRunTurnRequestTest, DISABLED_RejectsOverlongSurrogateAndOutOfRangeUtf8) {
+// (RFC 3629 §3); protobuf would refuse to read them back, so they must never be stored.
+TEST(ValidateRunTurnRequestTest, RejectsOverlongSurrogateAndOutOfRangeUtf8) {
   const std::vector<std::string> bad = {
       "\xC0\xAF",          // overlong '/'
       "\xE0\x80\xAF",      // overlong '/' (3 bytes)

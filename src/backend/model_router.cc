@@ -31,6 +31,10 @@ absl::Status ModelRouter::AddModel(ModelSpec spec) {
     return absl::InvalidArgumentError(absl::StrCat("model \"", spec.name, "\" has no deployments"));
   }
   for (const Deployment& d : spec.deployments) {
+    if (d.weight < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model \"", spec.name, "\": deployment weights must be >= 1"));
+    }
     if (!backends_.count(d.backend)) {
       return absl::InvalidArgumentError(
           absl::StrCat("model \"", spec.name, "\" names unknown backend \"", d.backend, "\""));

@@ -15,15 +15,34 @@ absl::Status TooLong(const std::string& field, size_t limit) {
   return absl::InvalidArgumentError(absl::StrCat(field, " is longer than ", limit, " bytes"));
 }
 
+// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
 bool IsValidUtf8(const std::string& s) {
   size_t i = 0;
   while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
     }
+    size_t n;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      n = 2, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 3, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 4, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
     i += n;
   }
   return true;
@@ -53,13 +72,14 @@ absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::
     if (!st.ok()) return st;
   }
   switch (tool.kind()) {
+    case v1::TOOL_KIND_UNSPECIFIED:  // a tool without a kind is a client tool
     case v1::TOOL_KIND_CLIENT:
       return absl::OkStatus();
     case v1::TOOL_KIND_BUILTIN:
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": unknown builtin tool \"", tool.name(), "\" (this server has no builtin tools yet)"));
     default:
-      return absl::InvalidArgumentError(field + ".kind must be CLIENT or BUILTIN");
+      return absl::InvalidArgumentError(field + ".kind is not a known tool kind");
   }
 }
 

@@ -1,0 +1,130 @@
+#include "testing/child_server.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace agentd::testing {
+namespace {
+
+std::vector<char*> Argv(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(AGENTD_BINARY));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  return argv;
+}
+
+}  // namespace
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+ChildServer::ChildServer(std::string data_dir, int port, std::vector<std::string> extra_args)
+    : data_dir_(std::move(data_dir)), port_(port), extra_args_(std::move(extra_args)) {}
+
+ChildServer::~ChildServer() { Kill(); }
+
+bool ChildServer::Start() {
+  std::vector<std::string> args = {"--data-dir", data_dir_, "--listen", address(), "--log-level", "warn"};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  auto argv = Argv(args);
+  pid_ = fork();
+  if (pid_ == 0) {
+    execv(AGENTD_BINARY, argv.data());
+    _exit(127);
+  }
+  if (pid_ < 0) return false;
+  auto channel = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (int i = 0; i < 400; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    grpc::health::v1::HealthCheckResponse resp;
+    if (health->Check(&ctx, {}, &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return true;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void ChildServer::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int ChildServer::SignalAndWait(int sig, int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+int RunAgentd(const std::vector<std::string>& args, std::string* stderr_text, int timeout_ms) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return -1;
+  auto argv = Argv(args);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDERR_FILENO);
+    dup2(pipefd[1], STDOUT_FILENO);
+    close(pipefd[0]);
+    execv(AGENTD_BINARY, argv.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+  char buf[4096];
+  int status = -1;
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) stderr_text->append(buf, n);
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) stderr_text->append(buf, n);
+      close(pipefd[0]);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  close(pipefd[0]);
+  return -1;
+}
+
+}  // namespace agentd::testing

@@ -1,0 +1,39 @@
+// Runs the real agentd binary as a child process on a loopback port (for tests that need a
+// separate process: kill -9, signals, startup errors, reflection).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace agentd::testing {
+
+/// A free loopback TCP port (bound and released; a tiny race is accepted in tests).
+int FreePort();
+
+class ChildServer {
+ public:
+  ChildServer(std::string data_dir, int port, std::vector<std::string> extra_args = {});
+  ~ChildServer();
+
+  /// Starts agentd and waits (up to ~20 s) until health answers SERVING. False on failure.
+  bool Start();
+  /// SIGKILL and reap.
+  void Kill();
+  /// Sends `sig`; waits up to `timeout_ms` for exit; returns the exit status or -1.
+  int SignalAndWait(int sig, int timeout_ms);
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::string data_dir_;
+  int port_;
+  std::vector<std::string> extra_args_;
+  pid_t pid_ = -1;
+};
+
+/// Runs agentd with `args` to completion (for startup errors); returns exit code, fills stderr.
+int RunAgentd(const std::vector<std::string>& args, std::string* stderr_text, int timeout_ms = 20000);
+
+}  // namespace agentd::testing
