@@ -362,3 +362,70 @@ TEST(ServerStartTest, DataDirHeldByAnotherServerIsAClearError) {
 
 }  // namespace
 }  // namespace agentd
+
+namespace agentd {
+namespace {
+
+TEST(DrainTest, ShutdownLetsRunningTurnsFinishAndRefusesNewOnes) {
+  testing::ServerHarness h;
+  v1::Agent a = h.CreateAgent("scripted");
+  v1::Session busy = h.CreateSession(a.agent_id());
+  v1::Session other = h.CreateSession(a.agent_id());
+  h.scripted().Push({.text = "finished during drain", .delay = absl::Milliseconds(600)});
+  v1::TurnResult slow;
+  grpc::Status slow_status;
+  std::thread t([&] { slow_status = h.Send(busy.session_id(), "slow", &slow); });
+  for (int i = 0; i < 500 && h.scripted().requests().empty(); ++i) absl::SleepFor(absl::Milliseconds(2));
+
+  std::thread stopper([&] { h.server().Shutdown(absl::Seconds(5)); });
+  // While draining: health says NOT_SERVING and new turns are refused with UNAVAILABLE.
+  auto health = grpc::health::v1::Health::NewStub(h.channel());
+  bool saw_not_serving = false;
+  for (int i = 0; i < 200 && !saw_not_serving; ++i) {
+    grpc::health::v1::HealthCheckResponse resp;
+    if (health->Check(testing::Ctx(1).get(), {}, &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING) {
+      saw_not_serving = true;
+    } else {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+  EXPECT_TRUE(saw_not_serving);
+  v1::TurnResult refused;
+  EXPECT_EQ(h.Send(other.session_id(), "new work", &refused).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  t.join();
+  stopper.join();
+  ASSERT_TRUE(slow_status.ok()) << slow_status.error_message();
+  EXPECT_EQ(slow.status(), v1::TURN_STATUS_COMPLETED);
+  EXPECT_EQ(slow.output_text(), "finished during drain");
+}
+
+TEST(DrainTest, TurnsPastTheGracePeriodAreRecordedAsInterrupted) {
+  testing::ServerHarness h;
+  v1::Agent a = h.CreateAgent("scripted");
+  v1::Session s = h.CreateSession(a.agent_id());
+  h.scripted().Push({.text = "too slow", .delay = absl::Seconds(30)});
+  v1::TurnResult r;
+  grpc::Status st;
+  std::thread t([&] { st = h.sessions().RunTurn(testing::Ctx(60).get(), [&] {
+    v1::RunTurnRequest req;
+    req.set_session_id(s.session_id());
+    req.add_input()->set_text("slow");
+    return req;
+  }(), &r); });
+  for (int i = 0; i < 500 && h.scripted().requests().empty(); ++i) absl::SleepFor(absl::Milliseconds(2));
+  const absl::Time start = absl::Now();
+  h.server().Shutdown(absl::Milliseconds(200));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  t.join();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  h.Restart();
+  auto events = h.AllEvents(s.session_id());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
+  EXPECT_NE(events.back().turn().error().find("shutting down"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace agentd
