@@ -40,7 +40,7 @@ TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
     ASSERT_TRUE(agents->CreateAgent(&ctx, ca, &agent).ok());
   }
   constexpr int kSessions = 8;
-  constexpr int kCycles = 5;
+  constexpr int kCycles = 20;
   std::vector<std::string> session_ids;
   {
     auto sessions = v1::SessionService::NewStub(channel);

@@ -53,9 +53,10 @@ bool ChildServer::Start() {
     _exit(127);
   }
   if (pid_ < 0) return false;
-  auto channel = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
-  auto health = grpc::health::v1::Health::NewStub(channel);
   for (int i = 0; i < 400; ++i) {
+    // A fresh channel per try: a channel that saw "connection refused" backs off for seconds.
+    auto health = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     grpc::health::v1::HealthCheckResponse resp;
