@@ -275,10 +275,12 @@ TEST_F(TurnTest, BusySessionRejectsOrEnqueues) {
 TEST_F(TurnTest, ModelFailureIsRecordedAndLeavesNoTraceInLaterContext) {
   v1::Agent agent = h_.CreateAgent("scripted");
   v1::Session s = h_.CreateSession(agent.agent_id());
-  h_.scripted().Push({.error = absl::UnavailableError("backend down")});
+  // The router retries UNAVAILABLE twice (max_retries 2): three failures exhaust it.
+  for (int i = 0; i < 3; ++i) h_.scripted().Push({.error = absl::UnavailableError("backend down")});
   v1::TurnResult r;
   grpc::Status st = h_.Send(s.session_id(), "lost?", &r);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(h_.scripted().requests().size(), 3u);
   auto events = h_.AllEvents(s.session_id());
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
@@ -303,7 +305,7 @@ TEST_F(TurnTest, FailedToolResultTurnRestoresPendingCalls) {
   h_.scripted().Push({.tool_calls = {Call("c1", "t", "{}")}});
   v1::TurnResult r;
   ASSERT_TRUE(h_.Send(s.session_id(), "go", &r).ok());
-  h_.scripted().Push({.error = absl::UnavailableError("down")});
+  for (int i = 0; i < 3; ++i) h_.scripted().Push({.error = absl::UnavailableError("down")});
   v1::RunTurnRequest answer;
   answer.set_session_id(s.session_id());
   answer.add_tool_results()->set_tool_call_id("c1");
@@ -317,6 +319,21 @@ TEST_F(TurnTest, FailedToolResultTurnRestoresPendingCalls) {
   h_.scripted().Push({.text = "done"});
   ASSERT_TRUE(h_.Run(answer, &r).ok());
   EXPECT_EQ(r.status(), v1::TURN_STATUS_COMPLETED);
+}
+
+TEST_F(TurnTest, TransientModelFailureIsRetriedWithinTheTurn) {
+  v1::Agent agent = h_.CreateAgent("scripted");
+  v1::Session s = h_.CreateSession(agent.agent_id());
+  h_.scripted().Push({.error = absl::UnavailableError("blip")});
+  h_.scripted().Push({.text = "recovered"});
+  v1::TurnResult r;
+  ASSERT_TRUE(h_.Send(s.session_id(), "hi", &r).ok());
+  EXPECT_EQ(r.status(), v1::TURN_STATUS_COMPLETED);
+  EXPECT_EQ(r.output_text(), "recovered");
+  EXPECT_EQ(h_.scripted().requests().size(), 2u);
+  EXPECT_EQ(r.usage().model_calls(), 1);
+  // The assistant message names the model and the deployment that served it.
+  EXPECT_EQ(r.events(2).message().model(), "scripted (scripted/scripted-model)");
 }
 
 TEST_F(TurnTest, DeadlineExceededFailsTheTurn) {

@@ -51,6 +51,8 @@ struct ModelResponse {
   int64_t output_tokens = 0;
   std::string finish_reason;  // "stop", "tool_calls", "length"
   std::string served_by;      // backend/deployment that answered
+  std::string served_model;   // set by the router: the configured model (or fallback) that served
+  int32_t attempts = 1;       // set by the router: calls made, including retries and fallbacks
 };
 
 struct ModelCallbacks {

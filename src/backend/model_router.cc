@@ -1,24 +1,342 @@
 #include "backend/model_router.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+
 #include "absl/random/random.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
 
 namespace agentd::backend {
+namespace {
 
-ModelRouter::ModelRouter() {
-  backends_["echo"] = std::make_shared<EchoBackend>();
+std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
+  auto payload = status.GetPayload("agentd.dev/retry-after-ms");
+  int64_t ms = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms) || ms < 0) {
+    return std::nullopt;
+  }
+  return absl::Milliseconds(ms);
+}
+
+}  // namespace
+
+bool IsRetryable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable;
+}
+
+// One routed model call: attempts, backoff, fallbacks. Owned by shared_ptrs held by the caller
+// (as its ModelCall), by the backend call in flight, by timers and by a backend's wait queue
+// (weakly). `mu_` guards the phase fields; the routing state is touched by one phase at a time.
+class ModelRouter::RoutedCall final : public ModelCall,
+                                      public std::enable_shared_from_this<RoutedCall> {
+ public:
+  RoutedCall(ModelRouter* router, ModelRequest request, ModelCallbacks callbacks)
+      : router_(router), request_(std::move(request)), callbacks_(std::move(callbacks)) {
+    std::vector<std::string> chain = {request_.model};
+    auto it = router_->models_.find(request_.model);
+    if (it != router_->models_.end()) {
+      for (const std::string& f : it->second.fallback) {
+        if (std::find(chain.begin(), chain.end(), f) == chain.end()) chain.push_back(f);
+      }
+    }
+    chain_ = std::move(chain);
+  }
+
+  void Attempt() {
+    bool cancelled;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      cancelled = cancelled_;
+    }
+    if (cancelled) {
+      Finish(absl::CancelledError("model call cancelled"));
+      return;
+    }
+    if (absl::Now() >= request_.deadline) {
+      Finish(absl::DeadlineExceededError("model call deadline exceeded"));
+      return;
+    }
+    const ModelSpec& spec = router_->models_.at(chain_[pos_]);
+    const int idx = router_->PickDeployment(spec, failed_);
+    if (idx < 0) {
+      last_error_ = absl::UnavailableError(
+          absl::StrCat("every deployment of model \"", spec.name, "\" has its circuit breaker open"));
+      NextModelOrFail();
+      return;
+    }
+    const std::string& backend = spec.deployments[idx].backend;
+    auto self = shared_from_this();
+    {
+      // Set before queueing: a permit may be handed over (Resume) as soon as we are queued.
+      absl::MutexLock lock(&mu_);
+      waiting_backend_ = backend;
+      waiting_index_ = idx;
+    }
+    bool queue_full = false;
+    if (router_->AcquirePermit(backend, self, &queue_full)) {
+      {
+        absl::MutexLock lock(&mu_);
+        waiting_backend_.clear();
+      }
+      StartOn(static_cast<size_t>(idx));
+      return;
+    }
+    if (queue_full) {
+      {
+        absl::MutexLock lock(&mu_);
+        waiting_backend_.clear();
+      }
+      last_error_ = absl::UnavailableError(
+          absl::StrCat("backend \"", backend, "\" is at max_concurrency and its queue is full"));
+      failed_.push_back(idx);
+      RetryOrNext(std::nullopt);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    if (!waiting_backend_.empty()) {  // not resumed yet: bound the wait by the deadline
+      timer_ = router_->timers_.Schedule(request_.deadline, [self] { self->OnWaitDeadline(); });
+    }
+  }
+
+  /// A permit of `waiting_backend_` was handed to this call.
+  void Resume() {
+    size_t idx;
+    std::string backend;
+    bool done;
+    {
+      absl::MutexLock lock(&mu_);
+      backend = waiting_backend_;
+      idx = static_cast<size_t>(waiting_index_);
+      waiting_backend_.clear();
+      if (timer_ != 0) router_->timers_.Cancel(timer_);
+      timer_ = 0;
+      done = done_;
+    }
+    if (done) {
+      router_->ReleasePermit(backend);
+      return;
+    }
+    StartOn(idx);
+  }
+
+  void Cancel() override {
+    std::shared_ptr<ModelCall> inner;
+    std::string waiting;
+    TimerQueue::TimerId timer;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || cancelled_) return;
+      cancelled_ = true;
+      inner = inner_;
+      waiting = waiting_backend_;
+      timer = timer_;
+    }
+    if (inner) {
+      inner->Cancel();  // its on_done finishes this call
+    } else if (!waiting.empty()) {
+      router_->ForgetWaiter(waiting, this);
+      Finish(absl::CancelledError("model call cancelled"));
+    } else if (timer != 0 && router_->timers_.Cancel(timer)) {
+      Finish(absl::CancelledError("model call cancelled"));
+    }
+    // Otherwise the call is between phases; the next phase sees cancelled_.
+  }
+
+ private:
+  void OnWaitDeadline() {
+    std::string backend;
+    {
+      absl::MutexLock lock(&mu_);
+      if (waiting_backend_.empty()) return;  // resumed meanwhile
+      backend = waiting_backend_;
+      waiting_backend_.clear();
+      timer_ = 0;
+    }
+    router_->ForgetWaiter(backend, this);
+    Finish(absl::DeadlineExceededError(
+        absl::StrCat("model call deadline exceeded while waiting for backend \"", backend, "\"")));
+  }
+
+  void StartOn(size_t idx) {
+    const ModelSpec& spec = router_->models_.at(chain_[pos_]);
+    const Deployment& d = spec.deployments[idx];
+    ModelRequest req = request_;
+    req.model = d.model;
+    ++attempts_;
+    ++attempts_on_model_;
+    const int64_t attempt = attempts_;
+    auto self = shared_from_this();
+    ModelCallbacks cb;
+    if (callbacks_.on_delta) {
+      cb.on_delta = [self](absl::string_view text) { self->callbacks_.on_delta(text); };
+    }
+    cb.on_done = [self, idx, attempt](absl::StatusOr<ModelResponse> r) {
+      self->OnAttemptDone(idx, attempt, std::move(r));
+    };
+    std::shared_ptr<InferenceBackend> backend = router_->BackendImpl(d.backend);
+    std::shared_ptr<ModelCall> call = backend->Start(std::move(req), std::move(cb));
+    bool cancel_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!done_ && finished_attempt_ < attempt) {
+        inner_ = call;
+        cancel_now = cancelled_;
+      }
+    }
+    if (cancel_now) call->Cancel();
+  }
+
+  void OnAttemptDone(size_t idx, int64_t attempt, absl::StatusOr<ModelResponse> r) {
+    const ModelSpec& spec = router_->models_.at(chain_[pos_]);
+    const Deployment& d = spec.deployments[idx];
+    router_->ReleasePermit(d.backend);
+    const absl::StatusCode code = r.ok() ? absl::StatusCode::kOk : r.status().code();
+    const bool deployment_fault = IsRetryable(r.status()) || code == absl::StatusCode::kResourceExhausted;
+    if (code != absl::StatusCode::kCancelled && code != absl::StatusCode::kDeadlineExceeded) {
+      router_->RecordOutcome(spec.name, idx, !deployment_fault);
+    }
+    bool cancelled;
+    {
+      absl::MutexLock lock(&mu_);
+      inner_.reset();
+      finished_attempt_ = attempt;
+      cancelled = cancelled_;
+    }
+    if (r.ok()) {
+      r->served_by = absl::StrCat(d.backend, "/", d.model);
+      r->served_model = spec.name;
+      r->attempts = static_cast<int32_t>(attempts_);
+      Finish(std::move(r));
+      return;
+    }
+    if (cancelled) {
+      Finish(absl::CancelledError("model call cancelled"));
+      return;
+    }
+    const absl::Status status = r.status();
+    if (code == absl::StatusCode::kDeadlineExceeded) {
+      Finish(status);
+    } else if (code == absl::StatusCode::kResourceExhausted) {  // out of quota: try fallbacks
+      last_error_ = status;
+      NextModelOrFail();
+    } else if (!IsRetryable(status)) {
+      Finish(status);
+    } else {
+      spdlog::debug("model {} via {}/{} failed (attempt {}): {}", spec.name, d.backend, d.model,
+                    attempts_, std::string(status.message()));
+      last_error_ = status;
+      failed_.push_back(idx);
+      RetryOrNext(RetryAfterOf(status));
+    }
+  }
+
+  void RetryOrNext(std::optional<absl::Duration> retry_after) {
+    const RouterOptions& o = router_->options_;
+    if (attempts_on_model_ >= 1 + o.max_retries) {
+      NextModelOrFail();
+      return;
+    }
+    const double cap = std::min(absl::ToDoubleSeconds(o.max_backoff),
+                                absl::ToDoubleSeconds(o.initial_backoff) *
+                                    std::pow(2.0, std::max<int64_t>(0, attempts_on_model_ - 1)));
+    thread_local absl::BitGen gen;
+    absl::Duration backoff = absl::Seconds(absl::Uniform<double>(gen, 0.0, std::max(cap, 1e-6)));
+    if (retry_after && *retry_after > backoff) backoff = *retry_after;
+    if (absl::Now() + backoff >= request_.deadline) {
+      FailUnavailable("the next retry would pass the call's deadline");
+      return;
+    }
+    auto self = shared_from_this();
+    absl::MutexLock lock(&mu_);
+    if (done_) return;
+    timer_ = router_->timers_.Schedule(absl::Now() + backoff, [self] {
+      {
+        absl::MutexLock l(&self->mu_);
+        self->timer_ = 0;
+      }
+      self->Attempt();
+    });
+  }
+
+  void NextModelOrFail() {
+    ++pos_;
+    attempts_on_model_ = 0;
+    failed_.clear();
+    if (pos_ >= chain_.size()) {
+      FailUnavailable("");
+      return;
+    }
+    spdlog::debug("model {} exhausted; falling back to {}", chain_[pos_ - 1], chain_[pos_]);
+    Attempt();
+  }
+
+  void FailUnavailable(const std::string& why) {
+    Finish(absl::UnavailableError(absl::StrCat(
+        "model \"", chain_.front(), "\" is unavailable after ", attempts_, " attempt(s)",
+        chain_.size() > 1 ? " including fallbacks" : "", why.empty() ? "" : "; ", why,
+        last_error_.ok() ? "" : "; last error: ", last_error_.message())));
+  }
+
+  void Finish(absl::StatusOr<ModelResponse> outcome) {
+    ModelCallbacks callbacks;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      done_ = true;
+      if (timer_ != 0) router_->timers_.Cancel(timer_);
+      timer_ = 0;
+      callbacks = std::move(callbacks_);
+    }
+    callbacks.on_done(std::move(outcome));
+  }
+
+  ModelRouter* const router_;
+  const ModelRequest request_;
+  ModelCallbacks callbacks_;
+  std::vector<std::string> chain_;  // the model, then its fallbacks
+  size_t pos_ = 0;
+  int64_t attempts_ = 0;
+  int64_t attempts_on_model_ = 0;
+  std::vector<size_t> failed_;  // deployments of the current model that failed this call
+  absl::Status last_error_;
+
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t finished_attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<ModelCall> inner_ ABSL_GUARDED_BY(mu_);
+  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string waiting_backend_ ABSL_GUARDED_BY(mu_);
+  int waiting_index_ ABSL_GUARDED_BY(mu_) = -1;
+};
+
+ModelRouter::ModelRouter(RouterOptions options) : options_(options) {
+  absl::MutexLock lock(&mu_);
+  backends_["echo"].impl = std::make_shared<EchoBackend>();
   ModelSpec echo;
   echo.name = "echo";
   echo.deployments.push_back({"echo", "echo", 1});
   models_["echo"] = echo;
 }
 
+ModelRouter::~ModelRouter() = default;
+
 absl::Status ModelRouter::RegisterBackend(const std::string& name,
-                                          std::shared_ptr<InferenceBackend> backend) {
-  if (!backends_.emplace(name, std::move(backend)).second) {
+                                          std::shared_ptr<InferenceBackend> backend,
+                                          BackendLimits limits) {
+  absl::MutexLock lock(&mu_);
+  if (backends_.count(name)) {
     return absl::AlreadyExistsError(absl::StrCat("backend \"", name, "\" is already registered"));
   }
+  if (limits.max_queue == 0) limits.max_queue = 4 * limits.max_concurrency;
+  Backend& b = backends_[name];
+  b.impl = std::move(backend);
+  b.limits = limits;
   return absl::OkStatus();
 }
 
@@ -30,6 +348,7 @@ absl::Status ModelRouter::AddModel(ModelSpec spec) {
   if (spec.deployments.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("model \"", spec.name, "\" has no deployments"));
   }
+  absl::MutexLock lock(&mu_);
   for (const Deployment& d : spec.deployments) {
     if (d.weight < 1) {
       return absl::InvalidArgumentError(
@@ -42,6 +361,19 @@ absl::Status ModelRouter::AddModel(ModelSpec spec) {
   }
   std::string name = spec.name;
   models_.emplace(std::move(name), std::move(spec));
+  return absl::OkStatus();
+}
+
+absl::Status ModelRouter::Validate() const {
+  for (const auto& [name, spec] : models_) {
+    for (const std::string& f : spec.fallback) {
+      if (f == name) return absl::InvalidArgumentError(absl::StrCat("model \"", name, "\" falls back to itself"));
+      if (!models_.count(f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model \"", name, "\" falls back to unknown model \"", f, "\""));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -62,30 +394,129 @@ std::vector<std::string> ModelRouter::ModelNames() const {
   return names;
 }
 
+std::vector<DeploymentHealth> ModelRouter::Health() const {
+  std::vector<DeploymentHealth> out;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  for (const auto& [name, spec] : models_) {
+    for (size_t i = 0; i < spec.deployments.size(); ++i) {
+      DeploymentHealth h{name, spec.deployments[i].backend, spec.deployments[i].model};
+      auto it = deployments_.find({name, i});
+      if (it != deployments_.end()) {
+        h.open = it->second.open_until > now;
+        h.consecutive_failures = it->second.consecutive_failures;
+      }
+      out.push_back(h);
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<ModelCall> ModelRouter::Start(ModelRequest request, ModelCallbacks callbacks) {
-  auto it = models_.find(request.model);
-  if (it == models_.end()) {
+  if (!models_.count(request.model)) {
     callbacks.on_done(
         absl::InvalidArgumentError(absl::StrCat("model \"", request.model, "\" is not configured")));
     return std::make_shared<CompletedCall>();
   }
-  const ModelSpec& spec = it->second;
-  const Deployment* chosen = &spec.deployments.front();
-  if (spec.deployments.size() > 1) {
+  auto call = std::make_shared<RoutedCall>(this, std::move(request), std::move(callbacks));
+  call->Attempt();
+  return call;
+}
+
+std::shared_ptr<InferenceBackend> ModelRouter::BackendImpl(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return backends_.at(name).impl;
+}
+
+int ModelRouter::PickDeployment(const ModelSpec& spec, const std::vector<size_t>& avoid) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  std::vector<size_t> fresh, usable;
+  for (size_t i = 0; i < spec.deployments.size(); ++i) {
+    const DeploymentState& st = deployments_[{spec.name, i}];
+    const bool open = st.open_until > now;
+    const bool half_open = !open && st.consecutive_failures >= options_.breaker_failures;
+    if (open || (half_open && st.probing)) continue;
+    usable.push_back(i);
+    if (std::find(avoid.begin(), avoid.end(), i) == avoid.end()) fresh.push_back(i);
+  }
+  const std::vector<size_t>& pool = fresh.empty() ? usable : fresh;
+  if (pool.empty()) return -1;
+  size_t chosen = pool.front();
+  if (pool.size() > 1) {
     int64_t total = 0;
-    for (const Deployment& d : spec.deployments) total += d.weight;
+    for (size_t i : pool) total += spec.deployments[i].weight;
     thread_local absl::BitGen gen;
     int64_t pick = absl::Uniform<int64_t>(gen, 0, total);
-    for (const Deployment& d : spec.deployments) {
-      if (pick < d.weight) {
-        chosen = &d;
+    for (size_t i : pool) {
+      if (pick < spec.deployments[i].weight) {
+        chosen = i;
         break;
       }
-      pick -= d.weight;
+      pick -= spec.deployments[i].weight;
     }
   }
-  request.model = chosen->model;
-  return backends_.at(chosen->backend)->Start(std::move(request), std::move(callbacks));
+  DeploymentState& st = deployments_[{spec.name, chosen}];
+  if (st.consecutive_failures >= options_.breaker_failures) st.probing = true;  // half-open probe
+  return static_cast<int>(chosen);
+}
+
+bool ModelRouter::AcquirePermit(const std::string& backend, const std::shared_ptr<RoutedCall>& call,
+                                bool* queue_full) {
+  absl::MutexLock lock(&mu_);
+  Backend& b = backends_.at(backend);
+  if (b.limits.max_concurrency <= 0 || b.in_flight < b.limits.max_concurrency) {
+    ++b.in_flight;
+    return true;
+  }
+  if (static_cast<int32_t>(b.waiting.size()) >= b.limits.max_queue) {
+    *queue_full = true;
+    return false;
+  }
+  b.waiting.push_back(call);
+  return false;
+}
+
+void ModelRouter::ReleasePermit(const std::string& backend) {
+  std::shared_ptr<RoutedCall> next;
+  {
+    absl::MutexLock lock(&mu_);
+    Backend& b = backends_.at(backend);
+    while (!b.waiting.empty() && next == nullptr) {
+      next = b.waiting.front().lock();
+      b.waiting.pop_front();
+    }
+    if (next == nullptr) --b.in_flight;  // else the permit passes to `next`
+  }
+  if (next) next->Resume();
+}
+
+void ModelRouter::ForgetWaiter(const std::string& backend, const RoutedCall* call) {
+  absl::MutexLock lock(&mu_);
+  auto& q = backends_.at(backend).waiting;
+  q.erase(std::remove_if(q.begin(), q.end(),
+                         [call](const std::weak_ptr<RoutedCall>& w) {
+                           auto p = w.lock();
+                           return p == nullptr || p.get() == call;
+                         }),
+          q.end());
+}
+
+void ModelRouter::RecordOutcome(const std::string& model, size_t index, bool success) {
+  absl::MutexLock lock(&mu_);
+  DeploymentState& st = deployments_[{model, index}];
+  st.probing = false;
+  if (success) {
+    st.consecutive_failures = 0;
+    st.open_until = absl::InfinitePast();
+    return;
+  }
+  ++st.consecutive_failures;
+  if (st.consecutive_failures >= options_.breaker_failures) {
+    st.open_until = absl::Now() + options_.breaker_cooldown;
+    spdlog::warn("circuit breaker open for model {} deployment {} after {} consecutive failures",
+                 model, index, st.consecutive_failures);
+  }
 }
 
 }  // namespace agentd::backend

@@ -1,19 +1,36 @@
-// ModelRouter: resolves the model names agents use to deployments on registered backends.
+// ModelRouter: resolves the model names agents use to deployments on registered backends, and
+// makes each call as reliable as the deployments allow.
 //
-// It is itself an InferenceBackend: Start(request) reads request.model as the agent-facing model
-// name, picks a deployment (weighted), rewrites request.model to the deployment's model and
-// forwards. The built-in model `echo` is always routable. Retries, circuit breakers and fallbacks
-// belong here (inference routing work); this version forwards to one weighted deployment.
-// Threading: configure (RegisterBackend/AddModel) before serving; Start() is thread-safe.
+// It is itself an InferenceBackend: Start(request) reads request.model as the configured model
+// name. Per call it
+//  - picks a deployment by weight among those whose circuit breaker lets calls through;
+//  - waits for a concurrency permit of the deployment's backend (`max_concurrency`, with a
+//    bounded wait queue);
+//  - retries retryable failures (UNAVAILABLE: 5xx, 429 rate limits, connection errors, cut or
+//    malformed streams) with exponential backoff and full jitter, honouring Retry-After, never
+//    past the call's deadline;
+//  - moves to the model's `fallback` models, in order, when its deployments are exhausted (or
+//    out of quota);
+//  - ends with UNAVAILABLE naming the last error when everything failed; other errors
+//    (INVALID_ARGUMENT, FAILED_PRECONDITION for context_length_exceeded, …) end it at once.
+// Cancel() and the deadline reach the backend call in flight.
+// Threading: configure (RegisterBackend/AddModel) before serving; Start() is thread-safe;
+// callbacks run on backend threads or the router's timer thread.
 #pragma once
 
+#include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "backend/inference_backend.h"
+#include "backend/timer_queue.h"
 
 namespace agentd::backend {
 
@@ -36,15 +53,43 @@ struct ModelSpec {
   Price price;
 };
 
+struct RouterOptions {
+  int32_t max_retries = 2;                               // extra attempts per model
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  int32_t breaker_failures = 5;                          // consecutive failures that open it
+  absl::Duration breaker_cooldown = absl::Seconds(10);   // open → half-open (one probe)
+};
+
+/// Per-backend limits given at registration.
+struct BackendLimits {
+  int32_t max_concurrency = 0;  // 0 = unlimited
+  int32_t max_queue = 0;        // waiting calls beyond max_concurrency; 0 = 4 × max_concurrency
+};
+
+/// Circuit-breaker view of one deployment (for metrics and tests).
+struct DeploymentHealth {
+  std::string model;
+  std::string backend;
+  std::string backend_model;
+  bool open = false;
+  int32_t consecutive_failures = 0;
+};
+
 class ModelRouter final : public InferenceBackend {
  public:
   /// Registers the built-in `echo` backend and model.
-  ModelRouter();
+  explicit ModelRouter(RouterOptions options = {});
+  ~ModelRouter() override;
 
   /// ALREADY_EXISTS on a duplicate name.
-  absl::Status RegisterBackend(const std::string& name, std::shared_ptr<InferenceBackend> backend);
-  /// INVALID_ARGUMENT when a deployment names an unknown backend or the model exists.
+  absl::Status RegisterBackend(const std::string& name, std::shared_ptr<InferenceBackend> backend,
+                               BackendLimits limits = {});
+  /// INVALID_ARGUMENT for an unknown backend, a weight < 1, or a duplicate model. Fallbacks must
+  /// name models added before Validate() is called.
   absl::Status AddModel(ModelSpec spec);
+  /// Checks that every fallback names a known model and none is its own fallback.
+  absl::Status Validate() const;
 
   /// True if `model` is a configured model name (or `echo`).
   bool HasModel(const std::string& model) const;
@@ -52,13 +97,47 @@ class ModelRouter final : public InferenceBackend {
   double Cost(const std::string& model, int64_t input_tokens, int64_t output_tokens) const;
   /// Configured model names, sorted.
   std::vector<std::string> ModelNames() const;
+  std::vector<DeploymentHealth> Health() const;
 
-  /// Unknown model: on_done(INVALID_ARGUMENT) inline.
   std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) override;
 
  private:
-  std::map<std::string, std::shared_ptr<InferenceBackend>> backends_;
-  std::map<std::string, ModelSpec> models_;
+  class RoutedCall;
+  struct Backend {
+    std::shared_ptr<InferenceBackend> impl;
+    BackendLimits limits;
+    int32_t in_flight = 0;
+    std::deque<std::weak_ptr<RoutedCall>> waiting;
+  };
+  struct DeploymentState {
+    int32_t consecutive_failures = 0;
+    absl::Time open_until = absl::InfinitePast();
+    bool probing = false;  // half-open probe in flight
+  };
+  using DeploymentKey = std::pair<std::string, size_t>;  // model name, deployment index
+
+  // Called by RoutedCall.
+  /// A deployment of `model` to try now (weighted among those the breaker lets through,
+  /// preferring ones not in `avoid`), or -1 if none is available.
+  int PickDeployment(const ModelSpec& spec, const std::vector<size_t>& avoid);
+  /// True: a permit was taken. False: `call` was queued (resumed by ReleasePermit) or, if the
+  /// queue is full, nothing happened and `*queue_full` is set.
+  bool AcquirePermit(const std::string& backend, const std::shared_ptr<RoutedCall>& call,
+                     bool* queue_full);
+  void ReleasePermit(const std::string& backend);
+  void ForgetWaiter(const std::string& backend, const RoutedCall* call);
+  void RecordOutcome(const std::string& model, size_t index, bool success);
+  std::shared_ptr<InferenceBackend> BackendImpl(const std::string& name);
+
+  const RouterOptions options_;
+  std::map<std::string, ModelSpec> models_;  // immutable after configuration
+  TimerQueue timers_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Backend> backends_ ABSL_GUARDED_BY(mu_);
+  std::map<DeploymentKey, DeploymentState> deployments_ ABSL_GUARDED_BY(mu_);
 };
+
+/// Whether a failed call may be retried (on this model or a fallback).
+bool IsRetryable(const absl::Status& status);
 
 }  // namespace agentd::backend

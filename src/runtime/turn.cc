@@ -251,7 +251,8 @@ void Turn::OnModelDone(absl::StatusOr<backend::ModelResponse> response) {
   step_usage.set_input_tokens(r.input_tokens);
   step_usage.set_output_tokens(r.output_tokens);
   step_usage.set_model_calls(1);
-  step_usage.set_cost_usd(deps_.router->Cost(model_, r.input_tokens, r.output_tokens));
+  const std::string& served_model = r.served_model.empty() ? model_ : r.served_model;
+  step_usage.set_cost_usd(deps_.router->Cost(served_model, r.input_tokens, r.output_tokens));
   AddUsage(&usage_, step_usage);
   AddUsage(record_.mutable_session()->mutable_usage(), step_usage);
 
@@ -262,7 +263,9 @@ void Turn::OnModelDone(absl::StatusOr<backend::ModelResponse> response) {
     v1::Message* m = AddEvent(v1::EVENT_TYPE_MESSAGE).mutable_message();
     m->set_role(v1::ROLE_ASSISTANT);
     m->set_text(r.text);
-    m->set_model(r.served_by.empty() ? model_ : absl::StrCat(model_, " (", r.served_by, ")"));
+    // "<configured model> (<backend>/<deployment model>)": which deployment served the call.
+    m->set_model(r.served_by.empty() ? served_model
+                                     : absl::StrCat(served_model, " (", r.served_by, ")"));
     *m->mutable_usage() = step_usage;
     for (const v1::ToolCall& c : r.tool_calls) *m->add_tool_calls() = c;
   }

@@ -320,6 +320,16 @@ absl::Status ReadMcpServer(const YAML::Node& node, const std::string& path, McpS
   return f.Finish();
 }
 
+absl::Status ReadRouter(const YAML::Node& node, const std::string& path, RouterConfig* r) {
+  Fields f(node, path);
+  f.Int("max_retries", &r->max_retries, 0, 10);
+  f.Int("initial_backoff_ms", &r->initial_backoff_ms, 1);
+  f.Int("max_backoff_ms", &r->max_backoff_ms, 1);
+  f.Int("breaker_failures", &r->breaker_failures, 1);
+  f.Int("breaker_cooldown_ms", &r->breaker_cooldown_ms, 1);
+  return f.Finish();
+}
+
 absl::Status ReadTop(const YAML::Node& node, Config* c) {
   Fields f(node, "");
   f.Str("listen", &c->listen);
@@ -333,6 +343,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Int("default_max_steps_per_turn", &c->default_max_steps_per_turn, 1, 1000);
   f.Int("history_cache_sessions", &c->history_cache_sessions, 0, 10000000);
   f.Struct<StoreConfig>("store", &c->store, ReadStore);
+  f.Struct<RouterConfig>("router", &c->router, ReadRouter);
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);
   f.List<ModelConfig>("models", &c->models, ReadModel);
   f.List<McpServerConfig>("mcp_servers", &c->mcp_servers, ReadMcpServer);
@@ -526,6 +537,9 @@ absl::Status ValidateConfig(const Config& config) {
   if (config.data_dir.empty()) return Invalid("data_dir", "must not be empty");
   if (config.store.type == "postgres") {
     AGENTD_RETURN_IF_ERROR(RequireEnv("store.postgres_dsn_env", config.store.postgres_dsn_env));
+  }
+  if (config.router.max_backoff_ms < config.router.initial_backoff_ms) {
+    return Invalid("router.max_backoff_ms", "must be >= router.initial_backoff_ms");
   }
   AGENTD_RETURN_IF_ERROR(ValidateBackends(config.backends));
   AGENTD_RETURN_IF_ERROR(ValidateModels(config));

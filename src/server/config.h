@@ -49,6 +49,14 @@ struct McpServerConfig {
   std::vector<std::string> allowed_tools;
 };
 
+struct RouterConfig {
+  int32_t max_retries = 2;             // extra attempts per model, 0..10
+  int64_t initial_backoff_ms = 100;    // > 0
+  int64_t max_backoff_ms = 5000;       // >= initial_backoff_ms
+  int32_t breaker_failures = 5;        // consecutive failures that open a deployment's breaker, >= 1
+  int64_t breaker_cooldown_ms = 10000; // open → half-open, > 0
+};
+
 struct StoreConfig {
   std::string type = "rocksdb";                        // rocksdb | postgres
   std::string postgres_dsn_env = "AGENTD_POSTGRES_DSN";
@@ -66,6 +74,7 @@ struct Config {
   int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
   int64_t history_cache_sessions = 4096;         // sessions whose logs stay in memory, >= 0
   StoreConfig store;
+  RouterConfig router;
   std::vector<BackendConfig> backends;
   std::vector<ModelConfig> models;
   std::vector<McpServerConfig> mcp_servers;

@@ -41,7 +41,13 @@ struct AgentdServer::ShutdownState {
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
     const Config& config,
     const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends) {
-  auto router = std::make_unique<backend::ModelRouter>();
+  backend::RouterOptions ro;
+  ro.max_retries = config.router.max_retries;
+  ro.initial_backoff = absl::Milliseconds(config.router.initial_backoff_ms);
+  ro.max_backoff = absl::Milliseconds(config.router.max_backoff_ms);
+  ro.breaker_failures = config.router.breaker_failures;
+  ro.breaker_cooldown = absl::Milliseconds(config.router.breaker_cooldown_ms);
+  auto router = std::make_unique<backend::ModelRouter>(ro);
   for (size_t i = 0; i < config.backends.size(); ++i) {
     const BackendConfig& b = config.backends[i];
     std::shared_ptr<backend::InferenceBackend> impl;
@@ -58,7 +64,9 @@ absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
           "backends[", i, "] (", b.name, "): type \"", b.type,
           "\" is not supported by this build yet (supported: echo)"));
     }
-    auto st = router->RegisterBackend(b.name, impl);
+    backend::BackendLimits limits;
+    limits.max_concurrency = b.max_concurrency;
+    auto st = router->RegisterBackend(b.name, impl, limits);
     if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("backends[", i, "]: ", st.message()));
   }
   for (size_t i = 0; i < config.models.size(); ++i) {
@@ -72,6 +80,8 @@ absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
     auto st = router->AddModel(std::move(spec));
     if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("models[", i, "]: ", st.message()));
   }
+  auto st = router->Validate();
+  if (!st.ok()) return st;
   return router;
 }
 

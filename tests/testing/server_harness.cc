@@ -21,6 +21,8 @@ void ServerHarness::StartServer() {
   options.config.listen = "127.0.0.1:0";
   options.config.data_dir = data_dir_;
   options.config.drain_grace_ms = 2000;
+  options.config.router.initial_backoff_ms = 5;
+  options.config.router.max_backoff_ms = 20;
   server::BackendConfig b;
   b.name = "scripted";
   b.type = "scripted";

@@ -1,0 +1,420 @@
+#include "backend/openai_backend.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "backend/openai_mapping.h"
+#include "backend/sse_parser.h"
+
+namespace agentd::backend {
+namespace {
+
+constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+constexpr size_t kMaxBodyBytes = 32 << 20;
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Drops CR/LF so configured header values cannot inject extra header lines.
+std::string HeaderSafe(absl::string_view s) {
+  return absl::StrReplaceAll(s, {{"\r", ""}, {"\n", ""}});
+}
+
+// Prefixes the backend's name, removes the API key wherever it appears, keeps payloads.
+absl::Status Decorate(const absl::Status& status, const OpenAiBackendOptions& options) {
+  if (status.ok()) return status;
+  std::string message = std::string(status.message());
+  if (!options.api_key.empty()) {
+    message = absl::StrReplaceAll(message, {{options.api_key, "[redacted]"}});
+  }
+  absl::Status out(status.code(), absl::StrCat("openai backend '", options.name, "': ", message));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
+}  // namespace
+
+// One model call. Fields below "I/O state" are written in Start() before the call is handed to
+// the I/O thread (through Loop::mu_) and afterwards touched only by that thread.
+class OpenAiBackend::Call final : public ModelCall, public std::enable_shared_from_this<Call> {
+ public:
+  Call(ModelCallbacks callbacks, absl::Time deadline, bool stream)
+      : callbacks_(std::move(callbacks)), deadline_(deadline), stream_(stream) {}
+
+  ~Call() override {
+    if (easy_ != nullptr) curl_easy_cleanup(easy_);
+  }
+
+  void Cancel() override;
+
+  // Called on the I/O thread (or inline in Start before handoff) exactly once.
+  void Complete(absl::StatusOr<ModelResponse> outcome) {
+    {
+      absl::MutexLock lock(&mu_);
+      loop_ = nullptr;
+    }
+    if (easy_ != nullptr) {
+      curl_easy_cleanup(easy_);
+      easy_ = nullptr;
+    }
+    ModelCallbacks callbacks = std::move(callbacks_);
+    callbacks.on_done(std::move(outcome));
+  }
+
+  static size_t OnHeader(char* data, size_t size, size_t n, void* user);
+  static size_t OnBody(char* data, size_t size, size_t n, void* user);
+  absl::StatusOr<ModelResponse> Outcome(CURLcode code);
+
+  absl::Mutex mu_;
+  Loop* loop_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once completed
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+
+  // I/O state.
+  ModelCallbacks callbacks_;
+  const absl::Time deadline_;
+  const bool stream_;
+  CURL* easy_ = nullptr;
+  std::string request_body_;
+  char errbuf_[CURL_ERROR_SIZE] = {0};
+  long http_status_ = 0;
+  std::string content_type_;
+  std::string retry_after_;
+  std::string retry_after_ms_;
+  bool decided_ = false;  // first body byte seen: SSE or buffered
+  bool sse_ = false;
+  std::string body_;
+  SseParser parser_;
+  std::vector<SseParser::Event> events_;
+  openai::ChatStreamAccumulator stream_acc_;
+  absl::Status failure_;  // set by a body callback that aborted the transfer
+};
+
+// The I/O thread and the curl multi handle it alone drives.
+class OpenAiBackend::Loop {
+ public:
+  explicit Loop(const OpenAiBackendOptions* options) : options_(options) {
+    multi_ = curl_multi_init();
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Loop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      curl_multi_wakeup(multi_);
+    }
+    thread_.join();
+    curl_multi_cleanup(multi_);
+  }
+
+  /// Hands `call` to the I/O thread; false once the loop is stopping.
+  bool Submit(std::shared_ptr<Call> call) {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    incoming_.push_back(std::move(call));
+    curl_multi_wakeup(multi_);
+    return true;
+  }
+
+  void RequestCancel(std::shared_ptr<Call> call) {
+    absl::MutexLock lock(&mu_);
+    cancels_.push_back(std::move(call));
+    curl_multi_wakeup(multi_);
+  }
+
+ private:
+  void Run();
+  void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<ModelResponse> outcome);
+
+  const OpenAiBackendOptions* options_;
+  CURLM* multi_ = nullptr;
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<Call>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Call>> cancels_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::unordered_map<Call*, std::shared_ptr<Call>> active_;  // I/O thread only
+  std::thread thread_;
+};
+
+void OpenAiBackend::Call::Cancel() {
+  absl::MutexLock lock(&mu_);
+  if (loop_ == nullptr || cancel_requested_) return;
+  cancel_requested_ = true;
+  loop_->RequestCancel(shared_from_this());
+}
+
+void OpenAiBackend::Loop::Finish(const std::shared_ptr<Call>& call,
+                                 absl::StatusOr<ModelResponse> outcome) {
+  if (call->easy_ != nullptr && active_.erase(call.get()) > 0) {
+    curl_multi_remove_handle(multi_, call->easy_);
+  }
+  if (outcome.ok()) {
+    outcome->served_by = options_->name;
+  } else {
+    outcome = Decorate(outcome.status(), *options_);
+  }
+  call->Complete(std::move(outcome));
+}
+
+void OpenAiBackend::Loop::Run() {
+  while (true) {
+    std::vector<std::shared_ptr<Call>> incoming;
+    std::vector<std::shared_ptr<Call>> cancels;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      incoming.swap(incoming_);
+      cancels.swap(cancels_);
+      stopping = stopping_;
+    }
+    for (std::shared_ptr<Call>& call : incoming) {
+      if (stopping) {
+        Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
+      } else if (CURLMcode rc = curl_multi_add_handle(multi_, call->easy_); rc != CURLM_OK) {
+        Finish(call, absl::InternalError(absl::StrCat("curl_multi_add_handle: ",
+                                                      curl_multi_strerror(rc))));
+      } else {
+        active_.emplace(call.get(), call);
+      }
+    }
+    for (const std::shared_ptr<Call>& call : cancels) {
+      if (active_.count(call.get()) > 0) Finish(call, absl::CancelledError("model call cancelled"));
+    }
+    if (stopping) {
+      std::unordered_map<Call*, std::shared_ptr<Call>> left = active_;
+      for (auto& [raw, call] : left) {
+        Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
+      }
+      return;
+    }
+
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Call* raw = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+      const CURLcode code = msg->data.result;  // `msg` dies with the removal below
+      auto it = active_.find(raw);
+      if (it == active_.end()) continue;
+      std::shared_ptr<Call> call = it->second;
+      curl_multi_remove_handle(multi_, call->easy_);
+      active_.erase(it);
+      Finish(call, call->Outcome(code));
+    }
+    curl_multi_poll(multi_, nullptr, 0, /*timeout_ms=*/1000, nullptr);
+  }
+}
+
+size_t OpenAiBackend::Call::OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* call = static_cast<Call*>(user);
+  absl::string_view line(data, size * n);
+  line = absl::StripTrailingAsciiWhitespace(line);
+  if (absl::StartsWith(line, "HTTP/")) {  // a new response (after 100-continue, etc.)
+    call->content_type_.clear();
+    call->retry_after_.clear();
+    call->retry_after_ms_.clear();
+    call->http_status_ = 0;
+    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+    int code = 0;
+    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &code)) call->http_status_ = code;
+    return size * n;
+  }
+  size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return size * n;
+  const std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+  const std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  if (name == "content-type") call->content_type_ = absl::AsciiStrToLower(value);
+  if (name == "retry-after") call->retry_after_ = value;
+  if (name == "retry-after-ms") call->retry_after_ms_ = value;
+  return size * n;
+}
+
+size_t OpenAiBackend::Call::OnBody(char* data, size_t size, size_t n, void* user) {
+  auto* call = static_cast<Call*>(user);
+  const size_t bytes = size * n;
+  if (!call->decided_) {
+    call->decided_ = true;
+    const bool ok = call->http_status_ >= 200 && call->http_status_ < 300;
+    call->sse_ = ok && (absl::StrContains(call->content_type_, "event-stream") ||
+                        (call->stream_ && !absl::StrContains(call->content_type_, "json")));
+  }
+  if (!call->sse_) {
+    if (call->body_.size() + bytes > kMaxBodyBytes) {
+      call->failure_ = absl::UnavailableError("response body exceeds 32 MiB");
+      return 0;
+    }
+    call->body_.append(data, bytes);
+    return bytes;
+  }
+  call->events_.clear();
+  absl::Status fed = call->parser_.Feed(absl::string_view(data, bytes), &call->events_);
+  if (!fed.ok()) {
+    call->failure_ = absl::UnavailableError(fed.message());
+    return 0;
+  }
+  std::string delta;
+  for (const SseParser::Event& event : call->events_) {
+    absl::Status added = call->stream_acc_.AddData(event.data, &delta);
+    if (!added.ok()) {
+      call->failure_ = added;
+      return 0;
+    }
+    if (!delta.empty() && call->callbacks_.on_delta) call->callbacks_.on_delta(delta);
+  }
+  return bytes;
+}
+
+absl::StatusOr<ModelResponse> OpenAiBackend::Call::Outcome(CURLcode code) {
+  if (!failure_.ok()) return failure_;
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    if (absl::Now() >= deadline_ - absl::Milliseconds(50)) {
+      return absl::DeadlineExceededError("model call deadline exceeded");
+    }
+    return absl::UnavailableError(absl::StrCat("connection timed out: ", errbuf_));
+  }
+  if (http_status_ >= 300) {
+    // An error response (even one whose body was cut short): classify by status and body.
+    return openai::HttpErrorStatus(static_cast<int>(http_status_), body_,
+                                   openai::ParseRetryAfter(retry_after_, retry_after_ms_));
+  }
+  if (code != CURLE_OK) {
+    const char* detail = errbuf_[0] != '\0' ? errbuf_ : curl_easy_strerror(code);
+    if (sse_) return absl::UnavailableError(absl::StrCat("stream was cut: ", detail));
+    return absl::UnavailableError(absl::StrCat("connection error: ", detail));
+  }
+  if (http_status_ < 200) return absl::UnavailableError("no HTTP response");
+  if (sse_) {
+    events_.clear();
+    parser_.Finish(&events_);
+    std::string delta;
+    for (const SseParser::Event& event : events_) {
+      absl::Status added = stream_acc_.AddData(event.data, &delta);
+      if (!added.ok()) return added;
+      if (!delta.empty() && callbacks_.on_delta) callbacks_.on_delta(delta);
+    }
+    return stream_acc_.Finish();
+  }
+  absl::StatusOr<ModelResponse> response = openai::ParseChatResponse(body_);
+  // A server that ignored `stream: true` still answers: deliver its text as one delta.
+  if (response.ok() && stream_ && !response->text.empty() && callbacks_.on_delta) {
+    callbacks_.on_delta(response->text);
+  }
+  return response;
+}
+
+OpenAiBackend::OpenAiBackend(OpenAiBackendOptions options) : options_(std::move(options)) {
+  GlobalInitOnce();
+  url_ = absl::StrCat(absl::StripSuffix(options_.base_url, "/"), "/chat/completions");
+  while (absl::StrContains(url_, "//chat/completions")) {
+    url_ = absl::StrReplaceAll(url_, {{"//chat/completions", "/chat/completions"}});
+  }
+  std::map<std::string, std::string> lower;  // lower-case name → "Name: value"
+  lower["content-type"] = "Content-Type: application/json";
+  if (!options_.api_key.empty()) {
+    lower["authorization"] = absl::StrCat("Authorization: Bearer ", HeaderSafe(options_.api_key));
+  }
+  lower["expect"] = "Expect:";  // no 100-continue round trip for large bodies
+  for (const auto& [name, value] : options_.headers) {
+    const std::string safe_name = HeaderSafe(name);
+    lower[absl::AsciiStrToLower(safe_name)] =
+        value.empty() ? absl::StrCat(safe_name, ";") : absl::StrCat(safe_name, ": ", HeaderSafe(value));
+  }
+  for (const auto& [unused, line] : lower) headers_ = curl_slist_append(headers_, line.c_str());
+  loop_ = std::make_unique<Loop>(&options_);
+}
+
+OpenAiBackend::~OpenAiBackend() {
+  loop_.reset();  // cancels and completes every call, joins the thread
+  curl_slist_free_all(headers_);
+}
+
+std::shared_ptr<ModelCall> OpenAiBackend::Start(ModelRequest request, ModelCallbacks callbacks) {
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(request.deadline, now + options_.timeout);
+  auto call = std::make_shared<Call>(std::move(callbacks), deadline, request.stream);
+  auto fail = [&](absl::Status status) {
+    call->Complete(Decorate(status, options_));
+    return call;
+  };
+  if (deadline <= now) return fail(absl::DeadlineExceededError("model call deadline exceeded"));
+  absl::StatusOr<std::string> body = openai::BuildChatRequestBody(request);
+  if (!body.ok()) return fail(body.status());
+  call->request_body_ = *std::move(body);
+
+  CURL* easy = curl_easy_init();
+  if (easy == nullptr) return fail(absl::InternalError("curl_easy_init failed"));
+  call->easy_ = easy;
+  curl_easy_setopt(easy, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_POST, 1L);
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(call->request_body_.size()));
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body_.data());
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers_);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Call::OnHeader);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, call.get());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Call::OnBody);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, call.get());
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, call.get());
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, call->errbuf_);
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options_.tls_verify ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options_.tls_verify ? 2L : 0L);
+  if (deadline != absl::InfiniteFuture()) {
+    const int64_t ms = std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(deadline - now, absl::Milliseconds(1))));
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(ms));
+  }
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(kConnectTimeout)));
+
+  {
+    absl::MutexLock lock(&call->mu_);
+    call->loop_ = loop_.get();
+  }
+  if (!loop_->Submit(call)) {
+    return fail(absl::CancelledError("model call cancelled: backend shutting down"));
+  }
+  return call;
+}
+
+std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
+  auto payload = status.GetPayload(openai::kRetryAfterPayload);
+  int64_t ms = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms) || ms < 0) {
+    return std::nullopt;
+  }
+  return absl::Milliseconds(ms);
+}
+
+std::optional<int> HttpStatus(const absl::Status& status) {
+  auto payload = status.GetPayload(openai::kHttpStatusPayload);
+  int code = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &code)) return std::nullopt;
+  return code;
+}
+
+}  // namespace agentd::backend

@@ -1,0 +1,132 @@
+// A fake OpenAI-compatible HTTP server (POST /v1/chat/completions) for router tests and
+// benchmarks. One libevent (evhttp) loop thread serves every connection; latency and slow drips
+// are timers, so thousands of concurrent slow requests cost no threads and no blocking sleeps.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+struct event;
+struct event_base;
+struct evhttp;
+struct evhttp_connection;
+struct evhttp_request;
+
+namespace agentd::testing {
+
+struct FakeToolCall {
+  std::string id, name, arguments;
+};
+
+enum class FakeMode {
+  kOk,  // 200 with a completion (JSON, or SSE when the request has "stream": true)
+  kStatus500,
+  kStatus502,
+  kStatus503,             // error status with an OpenAI-shaped error JSON body
+  k429RateLimit,          // 429, error.code "rate_limit_exceeded", Retry-After if retry_after_s > 0
+  k429InsufficientQuota,  // 429, error.code and error.type "insufficient_quota"
+  k400ContextLength,      // 400, error.code "context_length_exceeded"
+  k400Other,              // 400, error.code "invalid_request_error"
+  k401,                   // 401, error.code "invalid_api_key"
+  kResetBeforeHeaders,    // close the connection (FIN) without sending anything, after latency_ms
+  kCutMidStream,   // streaming: half the content deltas then close (no finish_reason, no [DONE]);
+                   // non-streaming: Content-Length larger than the body sent, then close
+  kMalformedJson,  // 200 with a body that is not JSON (streaming: one data: line that is not JSON)
+  kEmptyChoices,   // 200 with "choices": [] (streaming: chunks with empty choices, then [DONE])
+};
+
+/// One scripted reply. Error modes answer with JSON even when the request asked for a stream.
+struct FakeReply {
+  FakeMode mode = FakeMode::kOk;
+  /// Assistant content. With tool calls, set text = "" to get "content": null (tool calls only).
+  std::string text = "Hello from the fake model.";
+  std::vector<FakeToolCall> tool_calls;  // parallel if several; finish_reason "tool_calls"
+  int latency_ms = 0;                    // wait before sending headers
+  int retry_after_s = 0;
+  int drip_interval_ms = 0;  // streaming: delay between chunks (slow drip)
+  int chunk_chars = 4;       // streaming: characters (UTF-8 code points) of text per delta
+  int prompt_tokens = 11;
+  int completion_tokens = 7;
+};
+
+/// Threading: all public methods are thread-safe. HTTP work happens on one internal loop thread.
+/// Requests: POST /v1/chat/completions takes the next scripted reply (FIFO, else the default).
+/// Other paths get 404, other methods 405, a body that is not JSON 400; none of those consume a
+/// scripted reply (the non-JSON body is still recorded and counted).
+class FakeOpenAiServer {
+ public:
+  /// Binds 127.0.0.1:0 (listen backlog SOMAXCONN) and starts the loop thread. Throws
+  /// std::runtime_error if the socket or libevent setup fails.
+  FakeOpenAiServer();
+  /// Stops the loop, drops pending replies, closes every connection, joins the thread.
+  ~FakeOpenAiServer();
+  FakeOpenAiServer(const FakeOpenAiServer&) = delete;
+  FakeOpenAiServer& operator=(const FakeOpenAiServer&) = delete;
+
+  int port() const { return port_; }
+  /// "http://127.0.0.1:PORT/v1".
+  std::string base_url() const;
+
+  /// Appends a scripted reply; replies are served FIFO, one per chat-completions request.
+  void Push(FakeReply reply);
+  /// Served when the queue is empty.
+  void SetDefault(FakeReply reply);
+
+  /// Raw bodies of POST /v1/chat/completions, in arrival order (empty if recording is off).
+  std::vector<std::string> request_bodies() const;
+  /// Request headers with lower-cased names, in arrival order (empty if recording is off).
+  std::vector<std::map<std::string, std::string>> request_headers() const;
+  /// Chat-completions requests received (counted even when recording is off).
+  int request_count() const;
+  /// Chat-completions requests currently open (received, reply not finished).
+  int in_flight() const;
+  /// The most chat-completions requests open at the same time.
+  int max_in_flight() const;
+  /// Benchmarks turn recording of bodies and headers off; counters keep running.
+  void set_record_requests(bool on);
+
+ private:
+  struct Call;
+
+  // Loop-thread only.
+  static void OnRequest(evhttp_request* req, void* arg);
+  static void OnTimer(int fd, short what, void* arg);
+  static void OnStop(int fd, short what, void* arg);
+  static void OnFlushed(evhttp_connection* conn, void* arg);
+  void HandleChat(evhttp_request* req);
+  void Step(Call* call);
+  void SendNonStreaming(Call* call);
+  void StartStream(Call* call);
+  void SendNextStreamChunks(Call* call);
+  void CloseConnection(Call* call);
+  void Finish(Call* call);
+  void Arm(Call* call, int delay_ms);
+
+  event_base* base_ = nullptr;
+  evhttp* http_ = nullptr;
+  event* stop_ev_ = nullptr;
+  int port_ = 0;
+  std::thread loop_;
+  long next_id_ = 0;                                             // loop thread only
+  std::unordered_map<Call*, std::unique_ptr<Call>> live_calls_;  // loop thread only
+
+  mutable absl::Mutex mu_;
+  std::deque<FakeReply> queue_ ABSL_GUARDED_BY(mu_);
+  FakeReply default_ ABSL_GUARDED_BY(mu_);
+  bool record_ ABSL_GUARDED_BY(mu_) = true;
+  std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::map<std::string, std::string>> headers_ ABSL_GUARDED_BY(mu_);
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace agentd::testing
