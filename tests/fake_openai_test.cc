@@ -499,6 +499,28 @@ TEST_F(FakeOpenAiTest, UnknownPathIs404AndNonJsonBodyIs400) {
   EXPECT_EQ(json::parse(Post(url(), kChatBody).body)["choices"][0]["message"]["content"], "kept");
 }
 
+TEST_F(FakeOpenAiTest, KeepAliveConnectionServesSeveralRequests) {
+  CURL* easy = curl_easy_init();
+  HttpResult r;
+  curl_easy_setopt(easy, CURLOPT_URL, url().c_str());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &r);
+  long connects = 0;
+  for (const char* body : {kChatBody, kStreamBody, kChatBody}) {
+    r.body.clear();
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body);
+    ASSERT_EQ(curl_easy_perform(easy), CURLE_OK);
+    long status = 0, new_connects = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connects);
+    EXPECT_EQ(status, 200);
+    EXPECT_FALSE(r.body.empty());
+    connects += new_connects;
+  }
+  curl_easy_cleanup(easy);
+  EXPECT_EQ(connects, 1);
+}
+
 TEST_F(FakeOpenAiTest, ServesManySlowRequestsConcurrently) {
   constexpr int kRequests = 200;
   constexpr int kLatencyMs = 300;

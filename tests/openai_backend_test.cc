@@ -22,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
@@ -118,25 +120,23 @@ int ThreadCount() {
   return n;
 }
 
-// Client-side TCP sockets (any state, TIME_WAIT included) whose remote port is `port`.
-int ClientSocketsTo(int port) {
+// Local ports of the ESTABLISHED client-side TCP connections to 127.0.0.1:`port`.
+std::vector<std::string> ClientConnectionsTo(int port) {
   std::ifstream in("/proc/net/tcp");
   std::string line;
   std::getline(in, line);  // header
-  int n = 0;
-  const std::string suffix = absl::StrCat(":", absl::Hex(port, absl::kZeroPad4));
+  std::vector<std::string> local_ports;
+  const std::string remote_suffix =
+      absl::AsciiStrToUpper(absl::StrCat(":", absl::Hex(port, absl::kZeroPad4)));
   while (std::getline(in, line)) {
     std::istringstream fields(line);
-    std::string slot, local, remote;
-    fields >> slot >> local >> remote;
-    std::string upper = suffix;
-    for (char& c : upper) c = static_cast<char>(toupper(c));
-    if (remote.size() >= upper.size() && remote.compare(remote.size() - upper.size(),
-                                                        upper.size(), upper) == 0) {
-      ++n;
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (state == "01" && absl::EndsWith(remote, remote_suffix)) {
+      local_ports.push_back(local.substr(local.find(':') + 1));
     }
   }
-  return n;
+  return local_ports;
 }
 
 class OpenAiBackendTest : public ::testing::Test {
@@ -240,12 +240,15 @@ TEST_F(OpenAiBackendTest, ParallelToolCallsStreamingAndNot) {
 
 TEST_F(OpenAiBackendTest, ConnectionsAreReused) {
   OpenAiBackend backend(Opts(server_));
+  std::vector<std::string> after_first;
   for (int i = 0; i < 10; ++i) {
     auto probe = std::make_shared<Probe>();
     backend.Start(Req(i % 2 == 0), Callbacks(probe));
     ASSERT_TRUE(probe->Wait().ok());
+    if (i == 0) after_first = ClientConnectionsTo(server_.port());
   }
-  EXPECT_EQ(ClientSocketsTo(server_.port()), 1);  // one kept-alive connection, no TIME_WAITs
+  ASSERT_EQ(after_first.size(), 1u);  // kept alive after the first call...
+  EXPECT_EQ(ClientConnectionsTo(server_.port()), after_first);  // ...and the same one reused
 }
 
 TEST_F(OpenAiBackendTest, StartFromInsideOnDone) {
@@ -329,6 +332,19 @@ INSTANTIATE_TEST_SUITE_P(
         {"EmptyChoicesStream", FakeMode::kEmptyChoices, true, kUnavailable, 0},
     }),
     [](const ::testing::TestParamInfo<FailureCase>& info) { return info.param.name; });
+
+TEST_F(OpenAiBackendTest, ApiKeyEchoedByProviderIsRedacted) {
+  FakeReply denied;
+  denied.mode = FakeMode::k401;  // message: "Incorrect API key provided."
+  server_.Push(denied);
+  OpenAiBackend backend(Opts(server_, "API key"));  // a "key" the provider's message contains
+  auto probe = std::make_shared<Probe>();
+  backend.Start(Req(false), Callbacks(probe));
+  absl::Status s = probe->Wait().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(s.message()), Not(HasSubstr("API key")));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("[redacted]"));
+}
 
 TEST_F(OpenAiBackendTest, ConnectionRefusedIsUnavailable) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -9,18 +9,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
+#include "backend/openai_backend.h"
 
 namespace agentd::backend {
 namespace {
-
-std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
-  auto payload = status.GetPayload("agentd.dev/retry-after-ms");
-  int64_t ms = 0;
-  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms) || ms < 0) {
-    return std::nullopt;
-  }
-  return absl::Milliseconds(ms);
-}
 
 }  // namespace
 
@@ -231,7 +223,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
                     attempts_, std::string(status.message()));
       last_error_ = status;
       failed_.push_back(idx);
-      RetryOrNext(RetryAfterOf(status));
+      RetryOrNext(RetryAfter(status));
     }
   }
 

@@ -11,7 +11,7 @@ void AppendMessages(absl::Span<const v1::Event> events,
                     const absl::flat_hash_set<std::string>& failed_turns,
                     std::vector<backend::ChatMessage>* messages) {
   for (const v1::Event& e : events) {
-    if (!e.turn_id().empty() && failed_turns.contains(e.turn_id())) continue;
+    if (!failed_turns.empty() && failed_turns.contains(e.turn_id())) continue;
     if (e.has_message()) {
       backend::ChatMessage m;
       m.role = e.message().role() == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : e.message().role();

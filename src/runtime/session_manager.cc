@@ -221,7 +221,7 @@ std::shared_ptr<Turn> SessionManager::SubmitTurn(const std::string& project_id,
     }
   }
   if (start) {
-    turn->Begin();
+    deps_.executor->Schedule([turn] { turn->Begin(); });
     return turn;
   }
   observer->OnFinish(st, replay ? *replay : v1::TurnResult());
@@ -245,7 +245,7 @@ void SessionManager::OnTurnFinished(Turn* turn) {
       slot.running = next;
     }
   }
-  if (next) next->Begin();
+  if (next) deps_.executor->Schedule([next] { next->Begin(); });
 }
 
 void SessionManager::Abandon(const std::shared_ptr<Turn>& turn) {

@@ -201,7 +201,13 @@ void Turn::RunStep() {
   backend::ModelCallbacks callbacks;
   if (req.stream) callbacks.on_delta = [self](absl::string_view text) { self->OnDelta(text); };
   callbacks.on_done = [self](absl::StatusOr<backend::ModelResponse> r) {
-    self->OnModelDone(std::move(r));
+    // Continue on a turn worker: never block a backend's I/O thread on a commit.
+    if (Executor::OnWorkerThread()) {
+      self->OnModelDone(std::move(r));
+    } else {
+      self->deps_.executor->Schedule(
+          [self, r = std::move(r)]() mutable { self->OnModelDone(std::move(r)); });
+    }
   };
   std::shared_ptr<backend::ModelCall> call = deps_.router->Start(std::move(req), std::move(callbacks));
 
@@ -468,9 +474,11 @@ void Turn::Deliver(const absl::Status& status, const v1::TurnResult& result) {
     final_result_ = result;
     listeners.swap(listeners_);
   }
+  // Free the session before answering: a client that sends its next turn the moment it has
+  // this answer must not find the session still busy.
+  if (on_finished_) on_finished_(this);
   observer_->OnFinish(status, result);
   for (auto& fn : listeners) fn(status, result);
-  if (on_finished_) on_finished_(this);
 }
 
 }  // namespace agentd::runtime

@@ -25,6 +25,7 @@
 #include "agentd/v1/session.pb.h"
 #include "backend/model_router.h"
 #include "runtime/event_hub.h"
+#include "runtime/executor.h"
 #include "runtime/history_cache.h"
 #include "store/context_store.h"
 
@@ -50,6 +51,7 @@ struct TurnDeps {
   backend::ModelRouter* router = nullptr;
   EventHub* hub = nullptr;
   HistoryCache* history = nullptr;
+  Executor* executor = nullptr;  // runs turn work (commits block on fsync)
   int32_t default_max_steps = 8;
 };
 

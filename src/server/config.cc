@@ -342,6 +342,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Int("max_message_bytes", &c->max_message_bytes, kMiB, 256 * kMiB);
   f.Int("default_max_steps_per_turn", &c->default_max_steps_per_turn, 1, 1000);
   f.Int("history_cache_sessions", &c->history_cache_sessions, 0, 10000000);
+  f.Int("turn_threads", &c->turn_threads, 1, 1024);
   f.Struct<StoreConfig>("store", &c->store, ReadStore);
   f.Struct<RouterConfig>("router", &c->router, ReadRouter);
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);

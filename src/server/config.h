@@ -73,6 +73,7 @@ struct Config {
   int64_t max_message_bytes = 16 * 1024 * 1024;  // gRPC max receive/send size, 1 MiB..256 MiB
   int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
   int64_t history_cache_sessions = 4096;         // sessions whose logs stay in memory, >= 0
+  int32_t turn_threads = 32;                     // workers running turns (commits block), 1..1024
   StoreConfig store;
   RouterConfig router;
   std::vector<BackendConfig> backends;

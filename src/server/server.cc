@@ -6,16 +6,19 @@
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agentd/v1/memory.grpc.pb.h"
 #include "agentd/v1/project.grpc.pb.h"
 #include "backend/echo_backend.h"
 #include "backend/model_router.h"
+#include "backend/openai_backend.h"
 #include "rpc/agent_service.h"
 #include "rpc/session_service.h"
 #include "runtime/agent_manager.h"
 #include "runtime/event_hub.h"
+#include "runtime/executor.h"
 #include "runtime/history_cache.h"
 #include "runtime/session_manager.h"
 #include "store/rocksdb_store.h"
@@ -56,13 +59,29 @@ absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
       impl = extra->second;
     } else if (b.type == "echo") {
       impl = std::make_shared<backend::EchoBackend>();
+    } else if (b.type == "openai") {
+      backend::OpenAiBackendOptions o;
+      o.name = b.name;
+      o.base_url = b.base_url;
+      // Secrets come from the environment (ValidateConfig checked they are set); never logged.
+      auto env = [](const std::string& name) {
+        const char* v = std::getenv(name.c_str());
+        return std::string(v == nullptr ? "" : v);
+      };
+      if (!b.api_key_env.empty()) o.api_key = env(b.api_key_env);
+      o.timeout = absl::Milliseconds(b.timeout_ms);
+      for (const auto& [name, value] : b.headers) {
+        o.headers[name] = absl::StartsWith(value, "env:") ? env(value.substr(4)) : value;
+      }
+      o.tls_verify = b.tls_verify;
+      impl = std::make_shared<backend::OpenAiBackend>(std::move(o));
     } else if (b.type == "scripted") {
       return absl::InvalidArgumentError(absl::StrCat(
           "backends[", i, "] (", b.name, "): type scripted is for tests and must be supplied by the test"));
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "backends[", i, "] (", b.name, "): type \"", b.type,
-          "\" is not supported by this build yet (supported: echo)"));
+          "\" is not supported (supported: openai, echo)"));
     }
     backend::BackendLimits limits;
     limits.max_concurrency = b.max_concurrency;
@@ -111,7 +130,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
 
   server->hub_ = std::make_unique<runtime::EventHub>();
   server->history_ = std::make_unique<runtime::HistoryCache>(cfg.history_cache_sessions);
+  server->executor_ = std::make_unique<runtime::Executor>(cfg.turn_threads);
   runtime::TurnDeps deps;
+  deps.executor = server->executor_.get();
   deps.store = server->store_.get();
   deps.router = server->router_.get();
   deps.hub = server->hub_.get();

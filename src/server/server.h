@@ -25,6 +25,7 @@ class ContextStore;
 namespace agentd::runtime {
 class AgentManager;
 class EventHub;
+class Executor;
 class HistoryCache;
 class SessionManager;
 }  // namespace agentd::runtime
@@ -70,6 +71,8 @@ class AgentdServer {
   std::unique_ptr<runtime::HistoryCache> history_;
   std::unique_ptr<runtime::AgentManager> agents_;
   std::unique_ptr<runtime::SessionManager> sessions_;
+  // Destroyed before sessions_ (runs what is queued while the managers still exist).
+  std::unique_ptr<runtime::Executor> executor_;
   std::unique_ptr<rpc::AgentServiceImpl> agent_service_;
   std::unique_ptr<rpc::SessionServiceImpl> session_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -274,7 +274,11 @@ FakeOpenAiServer::FakeOpenAiServer() {
   static std::once_flag threads_once;
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
 
-  base_ = event_base_new();
+  // Precise (non-coarse) monotonic clock, so a timer never fires before its latency is up.
+  event_config* config = event_config_new();
+  event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
+  base_ = event_base_new_with_config(config);
+  event_config_free(config);
   http_ = base_ != nullptr ? evhttp_new(base_) : nullptr;
   if (http_ == nullptr) throw std::runtime_error("fake_openai: libevent setup failed");
   evhttp_set_timeout(http_, kConnectionTimeoutS);

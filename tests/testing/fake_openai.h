@@ -61,9 +61,12 @@ struct FakeReply {
 /// Requests: POST /v1/chat/completions takes the next scripted reply (FIFO, else the default).
 /// Other paths get 404, other methods 405, a body that is not JSON 400; none of those consume a
 /// scripted reply (the non-JSON body is still recorded and counted).
+/// Capacity: each open request is one fd here (and one in the client): 10,000 concurrent requests
+/// with the client in the same process need RLIMIT_NOFILE above ~20,000. A reset or cut on a
+/// connection curl reused can make curl retry once on a fresh one (consuming another reply).
 class FakeOpenAiServer {
  public:
-  /// Binds 127.0.0.1:0 (listen backlog SOMAXCONN) and starts the loop thread. Throws
+  /// Binds 127.0.0.1:0 (listen backlog up to net.core.somaxconn) and starts the loop thread. Throws
   /// std::runtime_error if the socket or libevent setup fails.
   FakeOpenAiServer();
   /// Stops the loop, drops pending replies, closes every connection, joins the thread.
