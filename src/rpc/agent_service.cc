@@ -3,16 +3,6 @@
 #include "rpc/rpc_context.h"
 
 namespace agentd::rpc {
-namespace {
-
-template <typename T>
-absl::Status Assign(absl::StatusOr<T> value, T* out) {
-  if (value.ok()) *out = *std::move(value);
-  return value.status();
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* AgentServiceImpl::CreateAgent(grpc::CallbackServerContext* ctx,
                                                         const v1::CreateAgentRequest* request,
                                                         v1::Agent* response) {

@@ -12,6 +12,39 @@
 namespace agentd::rpc {
 namespace {
 
+// Ties a call to the turn it started, so a client that goes away abandons the turn (whether
+// the cancellation arrives before or after SubmitTurn returned the handle).
+class TurnLink {
+ public:
+  explicit TurnLink(runtime::SessionManager* sessions) : sessions_(sessions) {}
+
+  void Attach(std::shared_ptr<runtime::Turn> turn) {
+    bool abandon;
+    {
+      absl::MutexLock lock(&mu_);
+      turn_ = turn;
+      abandon = cancelled_;
+    }
+    if (abandon) sessions_->Abandon(turn);
+  }
+
+  void ClientCancelled() {
+    std::shared_ptr<runtime::Turn> turn;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      turn = turn_;
+    }
+    if (turn) sessions_->Abandon(turn);
+  }
+
+ private:
+  runtime::SessionManager* const sessions_;
+  absl::Mutex mu_;
+  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // ---- RunTurn ------------------------------------------------------------------------------
 
 class RunTurnReactor final : public grpc::ServerUnaryReactor {
@@ -32,26 +65,11 @@ class RunTurnReactor final : public grpc::ServerUnaryReactor {
      private:
       RunTurnReactor* r_;
     };
-    auto turn = sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
-                                      std::make_shared<Observer>(this));
-    bool abandon = false;
-    {
-      absl::MutexLock lock(&mu_);
-      turn_ = turn;
-      abandon = cancelled_;
-    }
-    if (abandon) sessions_->Abandon(turn);
+    link_.Attach(sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
+                                       std::make_shared<Observer>(this)));
   }
 
-  void OnCancel() override {
-    std::shared_ptr<runtime::Turn> turn;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      turn = turn_;
-    }
-    if (turn) sessions_->Abandon(turn);
-  }
+  void OnCancel() override { link_.ClientCancelled(); }
 
   void OnDone() override { delete this; }
 
@@ -59,9 +77,7 @@ class RunTurnReactor final : public grpc::ServerUnaryReactor {
   CallScope scope_;
   runtime::SessionManager* sessions_;
   v1::TurnResult* response_;
-  absl::Mutex mu_;
-  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  TurnLink link_{sessions_};
 };
 
 // ---- Ordered writer shared by the streaming reactors ----------------------------------------
@@ -154,35 +170,18 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
      private:
       StreamTurnReactor* r_;
     };
-    auto turn = sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
-                                      std::make_shared<Observer>(this));
-    bool abandon = false;
-    {
-      absl::MutexLock lock(&mu_);
-      turn_ = turn;
-      abandon = cancelled_;
-    }
-    if (abandon) sessions_->Abandon(turn);
+    link_.Attach(sessions_->SubmitTurn(scope_.identity().project_id, request, scope_.deadline(),
+                                       std::make_shared<Observer>(this)));
   }
 
-  void OnCancel() override {
-    std::shared_ptr<runtime::Turn> turn;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      turn = turn_;
-    }
-    if (turn) sessions_->Abandon(turn);
-  }
+  void OnCancel() override { link_.ClientCancelled(); }
 
   void OnDone() override { delete this; }
 
  private:
   CallScope scope_;
   runtime::SessionManager* sessions_;
-  absl::Mutex mu_;
-  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  TurnLink link_{sessions_};
 };
 
 // ---- WatchEvents --------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace agentd::rpc {
@@ -47,6 +48,13 @@ class CallScope {
 /// Finishes a unary call on the context's default reactor.
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const CallScope& scope,
                                       const absl::Status& status);
+
+/// Copies a successful value into a response message; returns the status either way.
+template <typename T>
+absl::Status Assign(absl::StatusOr<T> value, T* out) {
+  if (value.ok()) *out = *std::move(value);
+  return value.status();
+}
 
 /// Value of the `x-agentd-session` metadata header (empty if absent).
 std::string SessionHeader(const grpc::CallbackServerContext* ctx);

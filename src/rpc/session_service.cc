@@ -4,16 +4,6 @@
 #include "rpc/rpc_context.h"
 
 namespace agentd::rpc {
-namespace {
-
-template <typename T>
-absl::Status Assign(absl::StatusOr<T> value, T* out) {
-  if (value.ok()) *out = *std::move(value);
-  return value.status();
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* SessionServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
                                                             const v1::CreateSessionRequest* request,
                                                             v1::Session* response) {
