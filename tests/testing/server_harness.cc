@@ -13,6 +13,11 @@ std::unique_ptr<grpc::ClientContext> Ctx(double seconds) {
 
 ServerHarness::ServerHarness() : data_dir_(dir_.Sub("data")) { StartServer(); }
 
+ServerHarness::ServerHarness(std::function<void(server::Config*)> configure)
+    : configure_(std::move(configure)), data_dir_(dir_.Sub("data")) {
+  StartServer();
+}
+
 ServerHarness::~ServerHarness() { Stop(); }
 
 void ServerHarness::StartServer() {
@@ -33,6 +38,7 @@ void ServerHarness::StartServer() {
   m.price = {1.0, 2.0};
   options.config.models.push_back(m);
   options.extra_backends["scripted"] = scripted_;
+  if (configure_) configure_(&options.config);
   auto started = server::AgentdServer::Start(std::move(options));
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = *std::move(started);

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,8 @@ class ServerHarness {
  public:
   /// Starts a server on a fresh data dir.
   ServerHarness();
+  /// Same, letting the test adjust the config first (e.g. add an `openai` backend).
+  explicit ServerHarness(std::function<void(server::Config*)> configure);
   ~ServerHarness();
 
   /// Stops the server (graceful, short grace) and starts a new one on the same data dir.
@@ -45,6 +48,7 @@ class ServerHarness {
   std::vector<v1::Event> AllEvents(const std::string& session_id);
 
  private:
+  std::function<void(server::Config*)> configure_;
   TempDir dir_;
   std::string data_dir_;
   std::shared_ptr<backend::ScriptedBackend> scripted_;
