@@ -3,8 +3,12 @@
 // code, deadlines, Cancel(), 500 concurrent calls on one I/O thread, keep-alive, and shutdown.
 //
 // Waits use absl::Notification / BlockingCounter; kGuard timeouts are failure guards only.
+#include "backend/openai_backend.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,13 +17,10 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -31,7 +32,6 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "backend/openai_backend.h"
 #include "testing/fake_openai.h"
 
 namespace agentd::backend {
@@ -314,10 +314,10 @@ INSTANTIATE_TEST_SUITE_P(
         {"RateLimitStream", FakeMode::k429RateLimit, true, kUnavailable, 429},
         {"Quota", FakeMode::k429InsufficientQuota, false, absl::StatusCode::kResourceExhausted,
          429},
-        {"QuotaStream", FakeMode::k429InsufficientQuota, true,
-         absl::StatusCode::kResourceExhausted, 429},
-        {"ContextLength", FakeMode::k400ContextLength, false,
-         absl::StatusCode::kFailedPrecondition, 400},
+        {"QuotaStream", FakeMode::k429InsufficientQuota, true, absl::StatusCode::kResourceExhausted,
+         429},
+        {"ContextLength", FakeMode::k400ContextLength, false, absl::StatusCode::kFailedPrecondition,
+         400},
         {"ContextLengthStream", FakeMode::k400ContextLength, true,
          absl::StatusCode::kFailedPrecondition, 400},
         {"BadRequest", FakeMode::k400Other, false, absl::StatusCode::kInvalidArgument, 400},
@@ -472,9 +472,8 @@ TEST_F(OpenAiBackendTest, FiveHundredConcurrentCallsOneIoThread) {
   const absl::Time start = absl::Now();
   for (int i = 0; i < kCalls; ++i) {
     probes.push_back(std::make_shared<Probe>());
-    calls.push_back(backend.Start(Req(i % 2 == 0), Callbacks(probes.back(), [&all_done] {
-                                    all_done.DecrementCount();
-                                  })));
+    calls.push_back(backend.Start(
+        Req(i % 2 == 0), Callbacks(probes.back(), [&all_done] { all_done.DecrementCount(); })));
   }
   const int threads_after_start = ThreadCount();
   all_done.Wait();
@@ -491,8 +490,8 @@ TEST_F(OpenAiBackendTest, FiveHundredConcurrentCallsOneIoThread) {
     if (!r.ok() && first_error.ok()) first_error = r.status();
   }
   EXPECT_EQ(ok, kCalls) << first_error;
-  std::cerr << kCalls << " calls (200 ms latency) took " << took << ", threads "
-            << threads_before << " -> " << threads_after_start << "\n";
+  std::cerr << kCalls << " calls (200 ms latency) took " << took << ", threads " << threads_before
+            << " -> " << threads_after_start << "\n";
 }
 
 TEST_F(OpenAiBackendTest, DestructorCancelsEveryCallExactlyOnce) {

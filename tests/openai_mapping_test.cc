@@ -1,17 +1,17 @@
 // Unit tests for the OpenAI wire mapping (request bodies, responses, stream chunks, HTTP errors)
 // and the SSE parser. No network.
+#include "backend/openai_mapping.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "backend/openai_backend.h"
-#include "backend/openai_mapping.h"
 #include "backend/sse_parser.h"
 
 namespace agentd::backend {
@@ -52,8 +52,9 @@ ModelRequest Conversation() {
   t2.tool_call_id = "call_2";
   r.messages.push_back(t1);
   r.messages.push_back(t2);
-  r.tools.push_back({"get_weather", "Current weather for a city",
-                     R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})"});
+  r.tools.push_back(
+      {"get_weather", "Current weather for a city",
+       R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})"});
   r.tools.push_back({"now", "", ""});
   return r;
 }
@@ -191,13 +192,13 @@ absl::StatusOr<ModelResponse> Accumulate(const std::vector<std::string>& data,
 
 TEST(OpenAiStreamTest, ContentDeltasFinishReasonUsageDone) {
   std::vector<std::string> deltas;
-  absl::StatusOr<ModelResponse> r = Accumulate(
-      {R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]})",
-       R"({"choices":[{"index":0,"delta":{"content":"Hel"}}]})",
-       R"({"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]})",
-       R"({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})",
-       R"({"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}})", "[DONE]"},
-      &deltas);
+  absl::StatusOr<ModelResponse> r =
+      Accumulate({R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]})",
+                  R"({"choices":[{"index":0,"delta":{"content":"Hel"}}]})",
+                  R"({"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]})",
+                  R"({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})",
+                  R"({"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}})", "[DONE]"},
+                 &deltas);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(deltas, ElementsAre("Hel", "lo"));
   EXPECT_EQ(r->text, "Hello");
@@ -232,14 +233,16 @@ TEST(OpenAiStreamTest, ParallelToolCallsAssembledByIndex) {
 
 TEST(OpenAiStreamTest, CutStreamIsUnavailable) {
   std::vector<std::string> deltas;
-  absl::Status no_done = Accumulate({R"({"choices":[{"delta":{"content":"Hi"}}]})"}, &deltas).status();
+  absl::Status no_done =
+      Accumulate({R"({"choices":[{"delta":{"content":"Hi"}}]})"}, &deltas).status();
   EXPECT_EQ(no_done.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(no_done.message(), HasSubstr("cut"));
   absl::Status no_finish =
       Accumulate({R"({"choices":[{"delta":{"content":"Hi"}}]})", "[DONE]"}, &deltas).status();
   EXPECT_EQ(no_finish.code(), absl::StatusCode::kUnavailable);
-  absl::Status no_marker = Accumulate(
-      {R"({"choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]})"}, &deltas).status();
+  absl::Status no_marker =
+      Accumulate({R"({"choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]})"}, &deltas)
+          .status();
   EXPECT_EQ(no_marker.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(no_marker.message(), HasSubstr("[DONE]"));
 }
@@ -258,8 +261,9 @@ TEST(OpenAiStreamTest, MalformedChunkAndInStreamError) {
 TEST(OpenAiStreamTest, DataAfterDoneIsIgnored) {
   openai::ChatStreamAccumulator acc;
   std::string delta;
-  ASSERT_TRUE(acc.AddData(R"({"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]})",
-                          &delta).ok());
+  ASSERT_TRUE(
+      acc.AddData(R"({"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]})", &delta)
+          .ok());
   ASSERT_TRUE(acc.AddData("[DONE]", &delta).ok());
   EXPECT_TRUE(acc.done());
   EXPECT_TRUE(acc.AddData("garbage", &delta).ok());
@@ -274,17 +278,24 @@ TEST(OpenAiErrorTest, Classification) {
   auto code = [](int http, absl::string_view body) {
     return openai::HttpErrorStatus(http, body, std::nullopt).code();
   };
-  EXPECT_EQ(code(429, R"({"error":{"message":"quota","type":"insufficient_quota","code":"insufficient_quota"}})"),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(
+      code(
+          429,
+          R"({"error":{"message":"quota","type":"insufficient_quota","code":"insufficient_quota"}})"),
+      absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(code(429, R"({"error":{"message":"slow down","type":"requests"}})"),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(code(500, "oops"), absl::StatusCode::kUnavailable);
   EXPECT_EQ(code(502, ""), absl::StatusCode::kUnavailable);
   EXPECT_EQ(code(503, "<html>"), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(code(400, R"({"error":{"message":"too many tokens","code":"context_length_exceeded"}})"),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(code(400, R"({"object":"error","message":"This model's maximum context length is 4096 tokens","code":400})"),
-            absl::StatusCode::kFailedPrecondition);  // vLLM's shape
+  EXPECT_EQ(
+      code(400, R"({"error":{"message":"too many tokens","code":"context_length_exceeded"}})"),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      code(
+          400,
+          R"({"object":"error","message":"This model's maximum context length is 4096 tokens","code":400})"),
+      absl::StatusCode::kFailedPrecondition);  // vLLM's shape
   EXPECT_EQ(code(400, R"({"error":{"message":"bad"}})"), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(404, R"({"error":"model not found"})"), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(401, R"({"error":{"message":"bad key"}})"), absl::StatusCode::kPermissionDenied);
@@ -303,8 +314,8 @@ TEST(OpenAiErrorTest, MessageAndPayloads) {
   EXPECT_EQ(RetryAfter(limited), absl::Seconds(2));
   EXPECT_EQ(HttpStatus(limited), 429);
 
-  absl::Status quota = openai::HttpErrorStatus(
-      429, R"({"error":{"code":"insufficient_quota"}})", absl::Seconds(5));
+  absl::Status quota =
+      openai::HttpErrorStatus(429, R"({"error":{"code":"insufficient_quota"}})", absl::Seconds(5));
   EXPECT_EQ(RetryAfter(quota), std::nullopt);  // not retryable: no retry hint
 
   std::string huge(5000, 'x');
@@ -377,7 +388,10 @@ TEST(SseParserTest, BlankLinesWithoutDataDispatchNothing) {
 }
 
 TEST(SseParserTest, BomIsSkippedEvenWhenSplit) {
-  EXPECT_THAT(Data(FeedAll({"\xEF", "\xBB", "\xBF" "data: a\n\n"})), ElementsAre("a"));
+  EXPECT_THAT(Data(FeedAll({"\xEF", "\xBB",
+                            "\xBF"
+                            "data: a\n\n"})),
+              ElementsAre("a"));
 }
 
 TEST(SseParserTest, FinishDispatchesTerminatedLinesOnly) {

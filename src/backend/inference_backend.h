@@ -57,6 +57,9 @@ struct ModelResponse {
 
 struct ModelCallbacks {
   std::function<void(absl::string_view text)> on_delta;       // may be empty
+  /// May be empty. Called (by the router) before a retry or fallback attempt when an earlier
+  /// attempt of this call already streamed deltas: they are void, new ones follow.
+  std::function<void()> on_reset;
   std::function<void(absl::StatusOr<ModelResponse>)> on_done;  // required
 };
 

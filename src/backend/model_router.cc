@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "absl/random/random.h"
@@ -164,8 +165,12 @@ class ModelRouter::RoutedCall final : public ModelCall,
     const int64_t attempt = attempts_;
     auto self = shared_from_this();
     ModelCallbacks cb;
+    if (streamed_.exchange(false) && callbacks_.on_reset) callbacks_.on_reset();
     if (callbacks_.on_delta) {
-      cb.on_delta = [self](absl::string_view text) { self->callbacks_.on_delta(text); };
+      cb.on_delta = [self](absl::string_view text) {
+        self->streamed_.store(true);
+        self->callbacks_.on_delta(text);
+      };
     }
     cb.on_done = [self, idx, attempt](absl::StatusOr<ModelResponse> r) {
       self->OnAttemptDone(idx, attempt, std::move(r));
@@ -296,6 +301,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
   int64_t attempts_on_model_ = 0;
   std::vector<size_t> failed_;  // deployments of the current model that failed this call
   absl::Status last_error_;
+  std::atomic<bool> streamed_{false};  // an attempt streamed deltas since the last reset
 
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

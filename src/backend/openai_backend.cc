@@ -191,8 +191,8 @@ void OpenAiBackend::Loop::Run() {
       if (stopping) {
         Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
       } else if (CURLMcode rc = curl_multi_add_handle(multi_, call->easy_); rc != CURLM_OK) {
-        Finish(call, absl::InternalError(absl::StrCat("curl_multi_add_handle: ",
-                                                      curl_multi_strerror(rc))));
+        Finish(call, absl::InternalError(
+                         absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(rc))));
       } else {
         active_.emplace(call.get(), call);
       }
@@ -281,7 +281,9 @@ size_t OpenAiBackend::Call::OnBody(char* data, size_t size, size_t n, void* user
       call->failure_ = added;
       return 0;
     }
-    if (!delta.empty() && call->callbacks_.on_delta) call->callbacks_.on_delta(delta);
+    if (!delta.empty() && call->stream_ && call->callbacks_.on_delta) {
+      call->callbacks_.on_delta(delta);
+    }
   }
   return bytes;
 }
@@ -302,6 +304,8 @@ absl::StatusOr<ModelResponse> OpenAiBackend::Call::Outcome(CURLcode code) {
   if (code != CURLE_OK) {
     const char* detail = errbuf_[0] != '\0' ? errbuf_ : curl_easy_strerror(code);
     if (sse_) return absl::UnavailableError(absl::StrCat("stream was cut: ", detail));
+    if (http_status_ >= 200)
+      return absl::UnavailableError(absl::StrCat("response was cut: ", detail));
     return absl::UnavailableError(absl::StrCat("connection error: ", detail));
   }
   if (http_status_ < 200) return absl::UnavailableError("no HTTP response");
@@ -312,7 +316,7 @@ absl::StatusOr<ModelResponse> OpenAiBackend::Call::Outcome(CURLcode code) {
     for (const SseParser::Event& event : events_) {
       absl::Status added = stream_acc_.AddData(event.data, &delta);
       if (!added.ok()) return added;
-      if (!delta.empty() && callbacks_.on_delta) callbacks_.on_delta(delta);
+      if (!delta.empty() && stream_ && callbacks_.on_delta) callbacks_.on_delta(delta);
     }
     return stream_acc_.Finish();
   }
@@ -339,7 +343,8 @@ OpenAiBackend::OpenAiBackend(OpenAiBackendOptions options) : options_(std::move(
   for (const auto& [name, value] : options_.headers) {
     const std::string safe_name = HeaderSafe(name);
     lower[absl::AsciiStrToLower(safe_name)] =
-        value.empty() ? absl::StrCat(safe_name, ";") : absl::StrCat(safe_name, ": ", HeaderSafe(value));
+        value.empty() ? absl::StrCat(safe_name, ";")
+                      : absl::StrCat(safe_name, ": ", HeaderSafe(value));
   }
   for (const auto& [unused, line] : lower) headers_ = curl_slist_append(headers_, line.c_str());
   loop_ = std::make_unique<Loop>(&options_);

@@ -1,10 +1,9 @@
 #include "backend/openai_mapping.h"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -47,8 +46,10 @@ std::string ContentText(const json& content) {
   std::string text;
   if (content.is_array()) {
     for (const json& part : content) {
-      if (part.is_string()) text += part.get<std::string>();
-      else text += Str(part, "text");
+      if (part.is_string())
+        text += part.get<std::string>();
+      else
+        text += Str(part, "text");
     }
   }
   return text;
@@ -89,8 +90,10 @@ ProviderError ExtractProviderError(const json& body) {
   if (src->is_object()) {
     auto code = src->find("code");
     if (code != src->end()) {
-      if (code->is_string()) e.code = code->get<std::string>();
-      else if (code->is_number_integer()) e.numeric_code = code->get<int>();
+      if (code->is_string())
+        e.code = code->get<std::string>();
+      else if (code->is_number_integer())
+        e.numeric_code = code->get<int>();
     }
   }
   return e;
@@ -136,11 +139,16 @@ absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view what) {
 
 const char* RoleName(v1::Role role) {
   switch (role) {
-    case v1::ROLE_SYSTEM: return "system";
-    case v1::ROLE_USER: return "user";
-    case v1::ROLE_ASSISTANT: return "assistant";
-    case v1::ROLE_TOOL: return "tool";
-    default: return nullptr;
+    case v1::ROLE_SYSTEM:
+      return "system";
+    case v1::ROLE_USER:
+      return "user";
+    case v1::ROLE_ASSISTANT:
+      return "assistant";
+    case v1::ROLE_TOOL:
+      return "tool";
+    default:
+      return nullptr;
   }
 }
 
@@ -162,11 +170,12 @@ absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
       out["content"] = m.text.empty() ? json(nullptr) : json(m.text);
       json calls = json::array();
       for (const v1::ToolCall& tc : m.tool_calls) {
-        calls.push_back({{"id", tc.id()},
-                         {"type", "function"},
-                         {"function",
-                          {{"name", tc.name()},
-                           {"arguments", tc.arguments_json().empty() ? "{}" : tc.arguments_json()}}}});
+        calls.push_back(
+            {{"id", tc.id()},
+             {"type", "function"},
+             {"function",
+              {{"name", tc.name()},
+               {"arguments", tc.arguments_json().empty() ? "{}" : tc.arguments_json()}}}});
       }
       out["tool_calls"] = std::move(calls);
     } else {
@@ -175,8 +184,8 @@ absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
     messages.push_back(std::move(out));
   }
 
-  json body = {{"model", request.model}, {"messages", std::move(messages)},
-               {"stream", request.stream}};
+  json body = {
+      {"model", request.model}, {"messages", std::move(messages)}, {"stream", request.stream}};
   if (request.stream) body["stream_options"] = {{"include_usage", true}};
   if (!request.tools.empty()) {
     json tools = json::array();
@@ -340,7 +349,8 @@ absl::Status HttpErrorStatus(int http_status, absl::string_view body,
       absl::StrCat("HTTP ", http_status, body.empty() ? "" : ": ", Truncate(body, 200));
   absl::Status status = Classify(http_status, e, fallback);
   if (!e.message.empty()) {
-    status = absl::Status(status.code(), absl::StrCat("HTTP ", http_status, ": ", status.message()));
+    status =
+        absl::Status(status.code(), absl::StrCat("HTTP ", http_status, ": ", status.message()));
   }
   status.SetPayload(kHttpStatusPayload, absl::Cord(std::to_string(http_status)));
   if (retry_after.has_value() && absl::IsUnavailable(status)) {

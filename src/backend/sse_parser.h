@@ -39,9 +39,9 @@ class SseParser {
   void Dispatch(std::vector<Event>* out);
 
   const size_t max_event_bytes_;
-  std::string line_;           // current line, without its terminator
-  bool skip_lf_ = false;       // the previous byte was '\r': a following '\n' belongs to it
-  bool bom_checked_ = false;   // a leading UTF-8 BOM is skipped once
+  std::string line_;          // current line, without its terminator
+  bool skip_lf_ = false;      // the previous byte was '\r': a following '\n' belongs to it
+  bool bom_checked_ = false;  // a leading UTF-8 BOM is skipped once
   std::string data_;
   bool has_data_ = false;
   std::string type_;

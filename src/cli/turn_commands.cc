@@ -91,6 +91,9 @@ int StreamTurn(Connection& c, const SendOptions& o) {
   while (reader->Read(&event)) {
     if (c.json()) {
       PrintJsonLine(event);
+    } else if (event.has_delta() && event.delta().reset()) {
+      std::cout << "\n[model call retried; the reply starts over]\n" << std::flush;
+      last_char = '\n';
     } else if (event.has_delta() && !event.delta().text().empty()) {
       std::cout << event.delta().text() << std::flush;
       streamed = true;

@@ -158,6 +158,11 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
         te.mutable_delta()->set_text(std::string(text));
         r_->Push(std::move(te));
       }
+      void OnDeltaReset() override {
+        v1::TurnEvent te;
+        te.mutable_delta()->set_reset(true);
+        r_->Push(std::move(te));
+      }
       void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
         if (!result.turn_id().empty()) {
           v1::TurnEvent te;

@@ -199,7 +199,10 @@ void Turn::RunStep() {
   }
   auto self = shared_from_this();
   backend::ModelCallbacks callbacks;
-  if (req.stream) callbacks.on_delta = [self](absl::string_view text) { self->OnDelta(text); };
+  if (req.stream) {
+    callbacks.on_delta = [self](absl::string_view text) { self->OnDelta(text); };
+    callbacks.on_reset = [self] { self->OnDeltaReset(); };
+  }
   callbacks.on_done = [self](absl::StatusOr<backend::ModelResponse> r) {
     // Continue on a turn worker: never block a backend's I/O thread on a commit.
     if (Executor::OnWorkerThread()) {
@@ -357,6 +360,15 @@ void Turn::OnDelta(absl::string_view text) {
     return;
   }
   observer_->OnDelta(text);
+}
+
+void Turn::OnDeltaReset() {
+  absl::MutexLock lock(&delta_mu_);
+  if (!opening_durable_) {
+    early_deltas_.clear();  // never shown: just drop them
+    return;
+  }
+  observer_->OnDeltaReset();
 }
 
 void Turn::NotifyCommitted(const std::vector<v1::Event>& events) {

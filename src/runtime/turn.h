@@ -39,6 +39,8 @@ class TurnObserver {
   virtual void OnEvents(const std::vector<v1::Event>& events) {}
   /// Model text as it arrives (not durable).
   virtual void OnDelta(absl::string_view text) {}
+  /// The text streamed so far for the current step is void (its model call is being retried).
+  virtual void OnDeltaReset() {}
   /// Exactly once, last. `status` is the call's status; `result` is meaningful when the turn
   /// ran (also for some non-OK statuses, e.g. UNAVAILABLE after a recorded failure).
   virtual void OnFinish(const absl::Status& status, const v1::TurnResult& result) = 0;
@@ -93,6 +95,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void Deliver(const absl::Status& status, const v1::TurnResult& result);
   void SealPendingEvents();
   void OnDelta(absl::string_view text);
+  void OnDeltaReset();
   void NotifyCommitted(const std::vector<v1::Event>& events);
 
   const TurnDeps deps_;
