@@ -640,7 +640,8 @@ TEST(ModelRouterTest, EchoIsAlwaysRoutable) {
   ASSERT_TRUE(rec.done.HasBeenNotified());
   ASSERT_TRUE(rec.result().ok()) << rec.result().status();
   EXPECT_EQ(rec.result()->text, "ping");
-  EXPECT_EQ(rec.result()->served_by, "echo");
+  EXPECT_EQ(rec.result()->served_by, "echo/echo");  // backend/deployment model
+  EXPECT_EQ(rec.result()->served_model, "echo");
 }
 
 TEST(ModelRouterTest, RegisterBackendTwiceIsAlreadyExists) {
@@ -707,16 +708,18 @@ TEST(ModelRouterTest, RewritesModelToTheDeploymentModel) {
   EXPECT_EQ(got[0].messages[0].text, "hi");
 }
 
-TEST(ModelRouterTest, ForwardsBackendErrorsUnchanged) {
+TEST(ModelRouterTest, ForwardsNonRetryableBackendErrorsUnchanged) {
   ModelRouter router;
   auto scripted = std::make_shared<ScriptedBackend>();
   ASSERT_TRUE(router.RegisterBackend("scripted", scripted).ok());
   ASSERT_TRUE(router.AddModel(Model("m", {{"scripted", "x", 1}})).ok());
-  scripted->Push(Failure(absl::ResourceExhaustedError("429")));
+  scripted->Push(Failure(absl::FailedPreconditionError("context_length_exceeded")));
   CallRecorder rec;
   router.Start(RequestWithUserText("m", "hi"), rec.Callbacks());
   ASSERT_TRUE(rec.done.HasBeenNotified());
-  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(rec.result().status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rec.result().status().message(), "context_length_exceeded");
+  EXPECT_EQ(scripted->requests().size(), 1u);  // not retried
 }
 
 TEST(ModelRouterTest, WeightedChoiceRoughlyFollowsWeights) {
