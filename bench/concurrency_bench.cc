@@ -14,7 +14,10 @@
 // process CPU, and, polled from the child, when the fake had received every request and when it
 // had answered every one (so the run splits into send / model wait / finish).
 // One level per process (so peak RSS belongs to that level); run it again with --turns for
-// scaling. Output: a human-readable table and one `RESULT {json}` line.
+// scaling. `other_load_cores` reports how busy the rest of the machine was meanwhile; the
+// "run window" line gives CLOCK_MONOTONIC bounds for `perf record -k CLOCK_MONOTONIC` +
+// `perf report --time`. Output: a human-readable table and one `RESULT {json}` line; exit code
+// 1 if any turn failed, 2 if setup failed. See docs/benchmarks.md "Inference routing".
 #include <dirent.h>
 #include <fcntl.h>
 #include <grpcpp/channel.h>
@@ -39,6 +42,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -95,6 +100,31 @@ double LoadAverage() {
   double load = -1;
   in >> load;
   return load;
+}
+
+/// CPU seconds all CPUs spent busy since boot (/proc/stat: user+nice+system+irq+softirq+steal).
+double SystemBusySeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return (user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// utime + stime of another process (the fake child), from /proc/PID/stat; 0 if unreadable.
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string f;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::atof(f.c_str());
+    if (i == 15) stime = std::atof(f.c_str());
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 int ThreadCount() {
@@ -475,7 +505,10 @@ struct Result {
   double rss_before_mib = 0, rss_peak_mib = 0, vmhwm_mib = 0, maxrss_mib = 0;
   int fds_before = 0, fds_peak = 0;
   double setup_s = 0;
+  double create_sessions_s = 0;  // part of setup_s
   double cpu_s = 0;
+  double fake_cpu_s = 0;        // the child
+  double other_load_cores = 0;  // cores other processes kept busy during the run
   double load_before = 0, load_after = 0;
 };
 
@@ -487,14 +520,16 @@ std::string Opt(const std::optional<double>& v, const char* fmt) {
 }
 
 void PrintTable(const Result& r) {
-  std::printf("%7s %7s %8s %8s %8s %8s %8s %8s %9s %9s %7s %15s %16s %9s %9s\n", "turns",
+  std::printf("%7s %7s %8s %8s %8s %8s %8s %7s %9s %9s %8s %15s %16s %11s %11s\n", "turns",
               "lat_ms", "wall_s", "issue_s", "p50_ms", "p99_ms", "max_ms", "errors", "fake_recv",
-              "fake_done", "fake_max", "threads(b>peak)", "rss_mib(b>peak)", "cpu_s", "load");
-  std::printf("%7d %7d %8.3f %8.3f %8.1f %8.1f %8.1f %8" PRId64 " %9s %9s %7ld %7d>%-7d %7.0f>%-8.0f %9.2f %4.2f>%.2f\n",
+              "fake_done", "fake_max", "threads(b>peak)", "rss_mib(b>peak)", "cpu_ms/turn",
+              "other_cores");
+  std::printf("%7d %7d %8.3f %8.3f %8.1f %8.1f %8.1f %7" PRId64
+              " %9s %9s %8ld %7d>%-7d %7.0f>%-8.0f %11.3f %11.2f\n",
               r.turns, r.latency_ms, r.wall_s, r.issue_s, r.p50_ms, r.p99_ms, r.max_ms, r.errors,
               Opt(r.fake_all_received_s, "%.3f").c_str(), Opt(r.fake_all_answered_s, "%.3f").c_str(),
               r.fake_max_in_flight, r.threads_before, r.threads_peak, r.rss_before_mib,
-              r.rss_peak_mib, r.cpu_s, r.load_before, r.load_after);
+              r.rss_peak_mib, r.turns > 0 ? r.cpu_s * 1000 / r.turns : 0, r.other_load_cores);
 }
 
 void PrintJson(const Result& r) {
@@ -506,7 +541,8 @@ void PrintJson(const Result& r) {
       "\"fake_max_in_flight\":%ld,\"fake_requests\":%ld,\"threads_start\":%d,"
       "\"threads_before\":%d,\"threads_peak\":%d,\"threads_after\":%d,\"rss_before_mib\":%.1f,"
       "\"rss_peak_mib\":%.1f,\"vmhwm_mib\":%.1f,\"ru_maxrss_mib\":%.1f,\"fds_before\":%d,"
-      "\"fds_peak\":%d,\"setup_s\":%.3f,\"process_cpu_s\":%.3f,\"loadavg_1m_before\":%.2f,"
+      "\"fds_peak\":%d,\"setup_s\":%.3f,\"create_sessions_s\":%.3f,\"process_cpu_s\":%.3f,\"process_cpu_ms_per_turn\":%.3f,"
+      "\"fake_cpu_s\":%.3f,\"other_load_cores\":%.2f,\"loadavg_1m_before\":%.2f,"
       "\"loadavg_1m_after\":%.2f}\n",
       r.turns, r.latency_ms, r.channels, r.durability.c_str(), r.deadlock_detection.c_str(),
       r.completed, r.errors, r.wall_s,
@@ -514,7 +550,8 @@ void PrintJson(const Result& r) {
       Opt(r.fake_all_received_s, "%.3f").c_str(), Opt(r.fake_all_answered_s, "%.3f").c_str(),
       r.fake_max_in_flight, r.fake_requests, r.threads_start, r.threads_before, r.threads_peak,
       r.threads_after, r.rss_before_mib, r.rss_peak_mib, r.vmhwm_mib, r.maxrss_mib, r.fds_before,
-      r.fds_peak, r.setup_s, r.cpu_s, r.load_before, r.load_after);
+      r.fds_peak, r.setup_s, r.create_sessions_s, r.cpu_s, r.turns > 0 ? r.cpu_s * 1000 / r.turns : 0, r.fake_cpu_s,
+      r.other_load_cores, r.load_before, r.load_after);
 }
 
 }  // namespace
@@ -650,8 +687,10 @@ int main(int argc, char** argv) {
       }
       agent_id = agent.agent_id();
     }
+    const Clock::time_point create0 = Clock::now();
     auto sessions = SessionCreator(&stubs, agent_id, turns + warmup).Run();
     if (!sessions) return 2;
+    r.create_sessions_s = Seconds(Clock::now() - create0);
     std::vector<std::string> warm(sessions->begin() + turns, sessions->end());
     sessions->resize(turns);
 
@@ -677,11 +716,16 @@ int main(int argc, char** argv) {
     r.fds_before = OpenFds();
     r.load_before = LoadAverage();
     const double cpu0 = CpuSeconds();
+    const double child_cpu0 = ProcessCpuSeconds(fake->pid());
+    const double busy0 = SystemBusySeconds();
 
     auto calls = FireTurns(stubs, *sessions, &t0, &t_issued, &r.issue_cpu_s,
                            [&sampler](Clock::time_point t) { sampler.Arm(t); });
     const Clock::time_point t_end = Clock::now();
     r.cpu_s = CpuSeconds() - cpu0;
+    r.fake_cpu_s = ProcessCpuSeconds(fake->pid()) - child_cpu0;
+    const double other = SystemBusySeconds() - busy0 - r.cpu_s - r.fake_cpu_s;
+    r.other_load_cores = std::max(0.0, other / Seconds(t_end - t0));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // one more sample
     sampler.Stop();
     r.load_after = LoadAverage();
@@ -738,19 +782,25 @@ int main(int argc, char** argv) {
   std::printf(
       "(wall_s: first RunTurn issued -> last completed; issue_s: time to issue all calls; "
       "fake_recv/fake_done: when the fake model had received / answered every request, from the "
-      "first issue (%d ms polls); threads/rss: this process (agentd + client), before firing > peak "
-      "sampled every %d ms; cpu_s: this process during the run)\n",
+      "first issue (%d ms polls); fake_max: most requests open at the fake at once; "
+      "threads/rss: this process (agentd + bench client), just before firing > peak sampled every "
+      "%d ms; cpu_ms/turn: this process (agentd + client, not the fake child) during the run; "
+      "other_cores: cores other processes kept busy meanwhile)\n",
       kSampleEveryMs, kSampleEveryMs);
   std::printf(
-      "threads: start %d, before %d, peak %d, after %d | rss: before %.0f MiB, peak %.0f MiB, "
-      "VmHWM %.0f MiB | fds: before %d, peak %d | setup (agentd + %d sessions + warm-up) %.2f s\n",
-      r.threads_start, r.threads_before, r.threads_peak, r.threads_after, r.rss_before_mib,
-      r.rss_peak_mib, r.vmhwm_mib, r.fds_before, r.fds_peak, turns + warmup, r.setup_s);
-  std::printf("targets: wall < %.0f s: %s; errors 0: %s; VmHWM < %.0f MiB: %s; threads flat: %s\n",
+      "threads: start %d, before %d, peak %d (%+d), after %d | rss: before %.0f MiB, peak %.0f MiB, "
+      "VmHWM %.0f MiB | fds: before %d, peak %d | issuing thread CPU %.2f s | fake child CPU %.2f s "
+      "| setup %.2f s (of which %d CreateSession calls, %d in flight: %.2f s) | absl deadlock "
+      "detection: %s\n",
+      r.threads_start, r.threads_before, r.threads_peak, r.threads_peak - r.threads_before,
+      r.threads_after, r.rss_before_mib, r.rss_peak_mib, r.vmhwm_mib, r.fds_before, r.fds_peak,
+      r.issue_cpu_s, r.fake_cpu_s, r.setup_s, turns + warmup, kCreateWindow, r.create_sessions_s,
+      r.deadlock_detection.c_str());
+  std::printf("targets: wall < %.0f s: %s; errors 0: %s; VmHWM < %.0f MiB: %s; threads during the "
+              "run: %+d\n",
               kTargetWallS, r.wall_s < kTargetWallS ? "met" : "NOT met",
               r.errors == 0 ? "met" : "NOT met", kTargetRssMib,
-              r.vmhwm_mib < kTargetRssMib ? "met" : "NOT met",
-              r.threads_peak <= r.threads_before ? "yes" : "NO (grew)");
+              r.vmhwm_mib < kTargetRssMib ? "met" : "NOT met", r.threads_peak - r.threads_before);
   // For `perf record -k CLOCK_MONOTONIC` + `perf report --time START,END` (steady_clock is
   // CLOCK_MONOTONIC on Linux).
   std::printf("run window (CLOCK_MONOTONIC s): %.6f,%.6f\n", r.mono_start_s, r.mono_end_s);

@@ -18,6 +18,7 @@
 // Output: a human-readable table, plus one `RESULT {json}` line per case and one summary line.
 #include <curl/curl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "backend/echo_backend.h"
 #include "backend/model_router.h"
@@ -80,6 +82,35 @@ double LoadAverage() {
   in >> load;
   return load;
 }
+
+/// CPU seconds all CPUs spent busy since boot (/proc/stat: user+nice+system+irq+softirq+steal).
+double SystemBusySeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return (user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// What the rest of the machine did while a section ran: busy cores not used by this process.
+class OtherLoad {
+ public:
+  OtherLoad() : busy0_(SystemBusySeconds()), cpu0_(CpuSeconds()), t0_(Clock::now()), load0_(LoadAverage()) {}
+  struct Result {
+    double other_cores = 0;  // average cores busy with other processes (0..nproc)
+    double load_before = 0, load_after = 0;
+  };
+  Result Finish() const {
+    const double wall = std::chrono::duration<double>(Clock::now() - t0_).count();
+    const double other = (SystemBusySeconds() - busy0_) - (CpuSeconds() - cpu0_);
+    return {wall > 0 ? std::max(0.0, other / wall) : 0, load0_, LoadAverage()};
+  }
+
+ private:
+  double busy0_, cpu0_;
+  Clock::time_point t0_;
+  double load0_;
+};
 
 /// Nearest-rank percentile of sorted values (0 for an empty set).
 double Percentile(const std::vector<double>& sorted, double p) {
@@ -289,7 +320,7 @@ void PrintRow(const Case& c, const Summary& s) {
               c.errors, cpu_per_call, c.unit.c_str());
 }
 
-void PrintJson(const Case& c, const Summary& s, double load_before, double load_after) {
+void PrintJson(const Case& c, const Summary& s, const OtherLoad::Result& env) {
   const char* u = c.unit.c_str();
   const double cpu_per_call =
       s.calls > 0 ? c.cpu_s / static_cast<double>(s.calls) * (c.unit == "ns" ? 1e9 : 1e6) : 0;
@@ -297,10 +328,10 @@ void PrintJson(const Case& c, const Summary& s, double load_before, double load_
       "RESULT {\"bench\":\"router\",\"case\":\"%s\",\"calls\":%" PRId64
       ",\"p50_%s\":%.2f,\"p90_%s\":%.2f,\"p99_%s\":%.2f,\"max_%s\":%.2f,\"mean_%s\":%.2f,"
       "\"errors\":%" PRId64 ",\"calls_per_s\":%.1f,\"process_cpu_%s_per_call\":%.2f,"
-      "\"loadavg_1m_before\":%.2f,\"loadavg_1m_after\":%.2f}\n",
+      "\"other_load_cores\":%.2f,\"loadavg_1m_before\":%.2f,\"loadavg_1m_after\":%.2f}\n",
       c.name.c_str(), s.calls, u, s.p50, u, s.p90, u, s.p99, u, s.max, u, s.mean, c.errors,
-      c.wall_s > 0 ? static_cast<double>(s.calls) / c.wall_s : 0, u, cpu_per_call, load_before,
-      load_after);
+      c.wall_s > 0 ? static_cast<double>(s.calls) / c.wall_s : 0, u, cpu_per_call,
+      env.other_cores, env.load_before, env.load_after);
 }
 
 }  // namespace
@@ -315,8 +346,17 @@ int main(int argc, char** argv) {
                  "measured calls per HTTP case, split over the rounds (default 5000)");
   app.add_option("--rounds", rounds, "interleaved rounds of the HTTP cases (default 5)")
       ->check(CLI::Range(1, 1000));
+  std::string deadlock_detection = "default";
+  app.add_option("--absl-deadlock-detection", deadlock_detection,
+                 "default|off: 'off' calls absl::SetMutexDeadlockDetectionMode(kIgnore) first "
+                 "(Debian's Abseil is built without NDEBUG, so detection is on by default, as in "
+                 "the agentd binary)")
+      ->check(CLI::IsMember({"default", "off"}));
   app.add_flag("--quick", quick, "small counts (finishes in seconds; for CI)");
   CLI11_PARSE(app, argc, argv);
+  if (deadlock_detection == "off") {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   const int echo_calls = echo_calls_opt.value_or(quick ? kQuickEchoCalls : kDefaultEchoCalls);
   const int http_calls = http_calls_opt.value_or(quick ? kQuickHttpCalls : kDefaultHttpCalls);
   if (echo_calls < 1 || http_calls < rounds) {
@@ -335,7 +375,7 @@ int main(int argc, char** argv) {
   Case echo_direct{"echo_direct", "ns"}, echo_router{"echo_router", "ns"};
   Case http_router{"http_router", "us"}, http_backend{"http_backend", "us"},
       http_curl{"http_curl", "us"};
-  std::map<Case*, std::pair<double, double>> loads;
+  std::map<Case*, OtherLoad::Result> loads;
 
   // (a) Echo: the floor, then through the router. Warm-up 10% first.
   {
@@ -346,9 +386,9 @@ int main(int argc, char** argv) {
     for (auto [backend, c] : {std::pair<InferenceBackend*, Case*>{&echo, &echo_direct},
                               std::pair<InferenceBackend*, Case*>{&router, &echo_router}}) {
       RunInline(backend, req, warmup, /*record=*/false, c);
-      const double l0 = LoadAverage();
+      OtherLoad env;
       RunInline(backend, req, echo_calls, /*record=*/true, c);
-      loads[c] = {l0, LoadAverage()};
+      loads[c] = env.Finish();
     }
   }
 
@@ -396,46 +436,66 @@ int main(int argc, char** argv) {
     };
     const int warmup = std::max(20, http_calls / 20);
     for (auto& run : runs) run(warmup, /*record=*/false);  // connections up, caches warm
-    const double l0 = LoadAverage();
+    OtherLoad env;
     const int per_round = http_calls / rounds;
     for (int r = 0; r < rounds; ++r) {
       const int n = r == rounds - 1 ? http_calls - per_round * (rounds - 1) : per_round;
       for (size_t k = 0; k < runs.size(); ++k) runs[(k + r) % runs.size()](n, /*record=*/true);
     }
-    const double l1 = LoadAverage();
-    for (Case* c : {&http_router, &http_backend, &http_curl}) loads[c] = {l0, l1};
+    const OtherLoad::Result http_env = env.Finish();
+    for (Case* c : {&http_router, &http_backend, &http_curl}) loads[c] = http_env;
+  }
+
+  // What one timed region's pair of clock reads costs (included in every sample above).
+  double clock_ns = 0;
+  {
+    std::vector<double> v;
+    v.reserve(100000);
+    for (int i = 0; i < 100000; ++i) {
+      const Clock::time_point t0 = Clock::now();
+      const Clock::time_point t1 = Clock::now();
+      v.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    }
+    std::sort(v.begin(), v.end());
+    clock_ns = Percentile(v, 0.5);
   }
 
   std::vector<Case*> cases = {&echo_direct, &echo_router, &http_router, &http_backend, &http_curl};
   std::map<Case*, Summary> summaries;
   for (Case* c : cases) {
     summaries[c] = Summarize(*c);
-    PrintJson(*c, summaries[c], loads[c].first, loads[c].second);
+    PrintJson(*c, summaries[c], loads[c]);
     if (c->errors > 0) exit_code = 1;
   }
   const double echo_routing_ns = summaries[&echo_router].p50 - summaries[&echo_direct].p50;
   const double overhead_us = summaries[&http_router].p50 - summaries[&http_curl].p50;
   const double router_only_us = summaries[&http_router].p50 - summaries[&http_backend].p50;
   const double backend_only_us = summaries[&http_backend].p50 - summaries[&http_curl].p50;
+  const OtherLoad::Result& http_env = loads[&http_router];
   std::printf(
       "RESULT {\"bench\":\"router\",\"case\":\"summary\",\"echo_router_p50_ns\":%.2f,"
-      "\"echo_routing_over_direct_p50_ns\":%.2f,\"router_backend_overhead_p50_us\":%.2f,"
-      "\"router_only_p50_us\":%.2f,\"backend_over_curl_p50_us\":%.2f,\"target_overhead_us\":%.0f,"
-      "\"meets_target\":%s}\n",
-      summaries[&echo_router].p50, echo_routing_ns, overhead_us, router_only_us, backend_only_us,
-      kTargetOverheadUs, overhead_us < kTargetOverheadUs ? "true" : "false");
+      "\"echo_routing_over_direct_p50_ns\":%.2f,\"clock_read_p50_ns\":%.2f,"
+      "\"router_backend_overhead_p50_us\":%.2f,\"router_only_p50_us\":%.2f,"
+      "\"backend_over_curl_p50_us\":%.2f,\"target_overhead_us\":%.0f,\"meets_target\":%s,"
+      "\"absl_deadlock_detection\":\"%s\",\"http_other_load_cores\":%.2f}\n",
+      summaries[&echo_router].p50, echo_routing_ns, clock_ns, overhead_us, router_only_us,
+      backend_only_us, kTargetOverheadUs, overhead_us < kTargetOverheadUs ? "true" : "false",
+      deadlock_detection.c_str(), http_env.other_cores);
 
   std::printf("\n");
   PrintHeader();
   for (Case* c : cases) PrintRow(*c, summaries[c]);
   std::printf(
-      "\nrouting cost (echo_router - echo_direct, p50): %.0f ns\n"
+      "\nrouting cost (echo_router - echo_direct, p50): %.0f ns (one steady_clock read: %.0f ns)\n"
       "router+backend overhead (http_router - http_curl, p50): %.1f us  [target < %.0f us: %s]\n"
       "  of which router (http_router - http_backend): %.1f us; backend (http_backend - "
       "http_curl): %.1f us\n"
+      "other processes kept %.2f of %u cores busy during the HTTP cases (absl deadlock "
+      "detection: %s)\n"
       "(cpu/call: getrusage of the whole process, including the fake server's loop thread)\n",
-      echo_routing_ns, overhead_us, kTargetOverheadUs,
-      overhead_us < kTargetOverheadUs ? "met" : "NOT met", router_only_us, backend_only_us);
+      echo_routing_ns, clock_ns, overhead_us, kTargetOverheadUs,
+      overhead_us < kTargetOverheadUs ? "met" : "NOT met", router_only_us, backend_only_us,
+      http_env.other_cores, std::thread::hardware_concurrency(), deadlock_detection.c_str());
   for (Case* c : cases) {
     for (const std::string& e : c->error_samples) std::printf("error (%s): %s\n", c->name.c_str(), e.c_str());
   }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "server/config.h"
 #include "server/server.h"
 
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.footer("Example: agentd --listen 127.0.0.1:7700 --data-dir ./data");
   CLI11_PARSE(app, argc, argv);
+  // Debian builds Abseil without NDEBUG, which leaves mutex deadlock detection on: ~5 % of CPU
+  // and a third of the routing cost under load (docs/benchmarks.md). Lock order is checked in
+  // tests (ABSL annotations), not in production.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   agentd::server::Config config;
   if (!config_path.empty()) {
