@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/blocking_counter.h"
@@ -463,6 +464,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_flag("--quick", quick, "small counts (finishes in seconds; for CI)");
   CLI11_PARSE(app, argc, argv);
+  // As agentd's main() does: Debian's Abseil leaves mutex deadlock detection on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   options.durability_given = durability_opt->count() > 0;
 
   for (absl::string_view part : absl::StrSplit(sessions_list, ',', absl::SkipWhitespace())) {
