@@ -52,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "agentd/v1/agent.grpc.pb.h"
@@ -60,6 +61,10 @@
 #include "testing/fake_openai.h"
 
 namespace {
+
+using agentd::bench::CpuSeconds;
+using agentd::bench::LoadAverage;
+using agentd::bench::SystemBusySeconds;
 
 using Clock = std::chrono::steady_clock;
 namespace v1 = agentd::v1;
@@ -81,34 +86,11 @@ constexpr double kTargetRssMib = 1024;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-double CpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
 /// CPU time of the calling thread (user + system).
 double ThreadCpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-double LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  double load = -1;
-  in >> load;
-  return load;
-}
-
-/// CPU seconds all CPUs spent busy since boot (/proc/stat: user+nice+system+irq+softirq+steal).
-double SystemBusySeconds() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return (user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 /// utime + stime of another process (the fake child), from /proc/PID/stat; 0 if unreadable.

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -37,6 +38,9 @@
 #include "server/server.h"
 
 namespace {
+
+using agentd::bench::CpuSeconds;
+using agentd::bench::LoadAverage;
 
 using Clock = std::chrono::steady_clock;
 namespace v1 = agentd::v1;
@@ -66,20 +70,6 @@ struct Options {
 
 enum class ClientKind { kBlocking, kCallback };
 const char* Name(ClientKind k) { return k == ClientKind::kBlocking ? "blocking" : "callback"; }
-
-double CpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
-double LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  double load = -1;
-  in >> load;
-  return load;
-}
 
 // ---- One session's closed-loop client --------------------------------------------------
 

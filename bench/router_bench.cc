@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -45,6 +46,10 @@
 #include "testing/fake_openai.h"
 
 namespace {
+
+using agentd::bench::CpuSeconds;
+using agentd::bench::LoadAverage;
+using agentd::bench::SystemBusySeconds;
 
 using Clock = std::chrono::steady_clock;
 using agentd::backend::ChatMessage;
@@ -68,29 +73,6 @@ constexpr size_t kInputBytes = 200;
 constexpr double kTargetOverheadUs = 100;
 constexpr int kMaxErrorSamples = 5;
 const char kFakeText[] = "Hello from the fake model.";
-
-double CpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
-double LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  double load = -1;
-  in >> load;
-  return load;
-}
-
-/// CPU seconds all CPUs spent busy since boot (/proc/stat: user+nice+system+irq+softirq+steal).
-double SystemBusySeconds() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return (user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 /// What the rest of the machine did while a section ran: busy cores not used by this process.
 class OtherLoad {

@@ -12,10 +12,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agentd/v1/common.pb.h"
@@ -76,6 +78,30 @@ class InferenceBackend {
   /// Starts one model call. See the file comment for threading.
   virtual std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) = 0;
 };
+
+/// Status payload a backend attaches to a retryable failure: how long the provider asked to
+/// wait before retrying, in decimal milliseconds. The router honours it.
+inline constexpr char kRetryAfterPayload[] = "agentd.dev/retry-after-ms";
+/// Status payload: the HTTP status code of the failed response, decimal.
+inline constexpr char kHttpStatusPayload[] = "agentd.dev/http-status";
+
+/// The delay a provider asked for (kRetryAfterPayload), if `status` carries one.
+inline std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
+  auto payload = status.GetPayload(kRetryAfterPayload);
+  int64_t ms = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms) || ms < 0) {
+    return std::nullopt;
+  }
+  return absl::Milliseconds(ms);
+}
+
+/// The HTTP status of the response that produced `status` (kHttpStatusPayload), if any.
+inline std::optional<int> HttpStatus(const absl::Status& status) {
+  auto payload = status.GetPayload(kHttpStatusPayload);
+  int code = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &code)) return std::nullopt;
+  return code;
+}
 
 /// A ModelCall for calls that completed inline (nothing left to cancel).
 class CompletedCall final : public ModelCall {

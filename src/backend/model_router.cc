@@ -10,7 +10,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
-#include "backend/openai_backend.h"
 
 namespace agentd::backend {
 namespace {

@@ -406,20 +406,4 @@ std::shared_ptr<ModelCall> OpenAiBackend::Start(ModelRequest request, ModelCallb
   return call;
 }
 
-std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
-  auto payload = status.GetPayload(openai::kRetryAfterPayload);
-  int64_t ms = 0;
-  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms) || ms < 0) {
-    return std::nullopt;
-  }
-  return absl::Milliseconds(ms);
-}
-
-std::optional<int> HttpStatus(const absl::Status& status) {
-  auto payload = status.GetPayload(openai::kHttpStatusPayload);
-  int code = 0;
-  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &code)) return std::nullopt;
-  return code;
-}
-
 }  // namespace agentd::backend

@@ -63,10 +63,6 @@ class OpenAiBackend final : public InferenceBackend {
   std::unique_ptr<Loop> loop_;     // last: destroyed first, completing every call
 };
 
-/// The delay a provider asked for (Retry-After / retry-after-ms), if `status` carries one.
-std::optional<absl::Duration> RetryAfter(const absl::Status& status);
-
-/// The HTTP status of the response that produced `status`, if it came from one.
-std::optional<int> HttpStatus(const absl::Status& status);
+// RetryAfter() and HttpStatus() read this backend's failure payloads: see inference_backend.h.
 
 }  // namespace agentd::backend

@@ -16,10 +16,9 @@
 
 namespace agentd::backend::openai {
 
-/// Status payload: how long the provider asked us to wait before retrying, decimal milliseconds.
-inline constexpr char kRetryAfterPayload[] = "agentd.dev/retry-after-ms";
-/// Status payload: the HTTP status code of the failed response, decimal.
-inline constexpr char kHttpStatusPayload[] = "agentd.dev/http-status";
+// The status payload keys are the backend contract's (inference_backend.h).
+using backend::kHttpStatusPayload;
+using backend::kRetryAfterPayload;
 
 /// The JSON body for `request`: model, messages, stream (+ stream_options.include_usage when
 /// streaming) and tools (only when there are any). INVALID_ARGUMENT for a message without a role
