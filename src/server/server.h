@@ -41,6 +41,9 @@ struct ServerOptions {
   /// Backends supplied by the embedding program (tests: a ScriptedBackend), by name. Config
   /// backends of type "scripted" must be supplied here.
   std::map<std::string, std::shared_ptr<backend::InferenceBackend>> extra_backends;
+  /// AGENTD_BOOTSTRAP_KEY: the admin key of the `default` project when the data dir is new
+  /// (empty = generate one, print it once and write it to data_dir/bootstrap.key).
+  std::string bootstrap_key;
 };
 
 class AgentdServer {

@@ -17,9 +17,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agentd/storage/records.pb.h"
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
+#include "agentd/v1/project.pb.h"
 #include "agentd/v1/session.pb.h"
 
 namespace agentd::store {
@@ -44,6 +46,39 @@ struct SessionPage {
   std::string next_page_token;
 };
 
+/// What a usage counter is grouped by. PERSISTED (a byte of the usage key): never renumber.
+enum class UsageDimension : uint8_t {
+  kDay = 1,      // group is empty: the project's total for the day
+  kAgent = 2,    // group = agent_id
+  kSession = 3,  // group = session_id
+  kModel = 4,    // group = model name (the configured model that served the call)
+};
+
+/// An increment of one usage counter of the write's project: (dimension, group, UTC day).
+struct UsageDelta {
+  UsageDimension dimension = UsageDimension::kDay;
+  std::string group;  // empty for kDay; else 1..kMaxIdLength bytes
+  int32_t day = 0;    // days since 1970-01-01 (UTC)
+  v1::Usage usage;    // added field by field to the stored counter
+};
+
+/// One stored usage counter (ReadUsage).
+struct UsageCounter {
+  std::string group;  // empty for kDay
+  int32_t day = 0;
+  v1::Usage usage;
+};
+
+struct ProjectPage {
+  std::vector<v1::Project> projects;  // ordered by project_id (shortlex)
+  std::string next_page_token;
+};
+
+struct AuditPage {
+  std::vector<v1::AuditEvent> events;  // oldest first
+  std::string next_page_token;
+};
+
 /// One logical write to a session: new events, the new session record and, optionally, the
 /// idempotency record of the turn that produced them. Committed atomically (one WriteBatch).
 struct SessionWrite {
@@ -60,6 +95,8 @@ struct SessionWrite {
   /// Idempotency key and record to store with the write (key empty = none).
   std::string idempotency_key;
   storage::IdempotencyRecord idempotency;
+  /// Usage counters of `project_id` to increment in the same batch (merge; no read).
+  std::vector<UsageDelta> usage;
 };
 
 class ContextStore {
@@ -110,6 +147,58 @@ class ContextStore {
   /// The stored idempotency record, or nullopt.
   [[nodiscard]] virtual absl::StatusOr<std::optional<storage::IdempotencyRecord>> GetIdempotency(
       const std::string& project_id, const std::string& session_id, const std::string& key) = 0;
+
+  // ---- Projects, API keys, usage, audit (the tenancy data) --------------------------------
+  // Mutations that an audit record describes take it as `audit` and commit it in the same
+  // batch (durable with the change). audit.audit_id and time must be set by the caller.
+
+  /// Creates a project. ALREADY_EXISTS if the id is taken.
+  [[nodiscard]] virtual absl::Status CreateProject(const v1::Project& project,
+                                                   const v1::AuditEvent& audit) = 0;
+  /// NOT_FOUND if absent.
+  [[nodiscard]] virtual absl::StatusOr<v1::Project> GetProject(const std::string& project_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<ProjectPage> ListProjects(int32_t page_size,
+                                                                 const std::string& page_token) = 0;
+  /// Replaces the project's limits and update_time; returns the new project. NOT_FOUND if absent.
+  [[nodiscard]] virtual absl::StatusOr<v1::Project> SetProjectLimits(
+      const std::string& project_id, const v1::ProjectLimits& limits,
+      const google::protobuf::Timestamp& update_time, const v1::AuditEvent& audit) = 0;
+
+  /// Stores a new key (key ids are global: a key is looked up before its project is known).
+  /// ALREADY_EXISTS if the key id is taken; NOT_FOUND if record.key().project_id() does not
+  /// exist.
+  [[nodiscard]] virtual absl::Status CreateApiKey(const storage::ApiKeyRecord& record,
+                                                  const v1::AuditEvent& audit) = 0;
+  /// NOT_FOUND if absent. Revoked keys are returned (with key.revoked set).
+  [[nodiscard]] virtual absl::StatusOr<storage::ApiKeyRecord> GetApiKey(
+      const std::string& key_id) = 0;
+  /// The project's keys (revoked ones included), ordered by key_id.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::ApiKey>> ListApiKeys(
+      const std::string& project_id) = 0;
+  /// Marks the key revoked at `revoke_time` and returns it. NOT_FOUND if the key does not exist
+  /// or belongs to another project than `project_id`. Revoking a revoked key is OK (no change).
+  [[nodiscard]] virtual absl::StatusOr<v1::ApiKey> RevokeApiKey(
+      const std::string& project_id, const std::string& key_id,
+      const google::protobuf::Timestamp& revoke_time, const v1::AuditEvent& audit) = 0;
+
+  /// Increments usage counters outside a session write (e.g. a model call of another door).
+  [[nodiscard]] virtual absl::Status AddUsage(const std::string& project_id,
+                                              const std::vector<UsageDelta>& deltas) = 0;
+  /// The project's counters of one dimension whose day is in [first_day, last_day], ordered by
+  /// (group, day).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<UsageCounter>> ReadUsage(
+      const std::string& project_id, UsageDimension dimension, int32_t first_day,
+      int32_t last_day) = 0;
+
+  /// Appends an audit record on its own (authentication failures, denials). `sync` = fsync.
+  [[nodiscard]] virtual absl::Status AppendAudit(const v1::AuditEvent& event, bool sync) = 0;
+  /// The project's audit records with start <= time < end, oldest first.
+  [[nodiscard]] virtual absl::StatusOr<AuditPage> ListAudit(const std::string& project_id,
+                                                            absl::Time start, absl::Time end,
+                                                            int32_t page_size,
+                                                            const std::string& page_token) = 0;
+  /// Deletes every project's audit records older than `cutoff` (retention).
+  [[nodiscard]] virtual absl::Status DeleteAuditBefore(absl::Time cutoff) = 0;
 
   /// Calls `fn(project_id, record)` for every session of every project whose status is
   /// `status` (startup recovery). Stops at, and returns, the first error `fn` returns.
