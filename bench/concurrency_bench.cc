@@ -77,6 +77,7 @@ constexpr int kCreateWindow = 256;  // CreateSession calls in flight during setu
 constexpr auto kCallTimeout = std::chrono::seconds(60);
 constexpr size_t kInputBytes = 200;
 constexpr int kSampleEveryMs = 10;
+constexpr char kBenchKey[] = "agd-concurrency-bench-admin-key";  // in-process bootstrap key
 constexpr int kFdSampleEvery = 50;  // fd count every 500 ms (10k entries cost ~10 ms)
 constexpr int kMaxErrorSamples = 10;
 const char kFakeText[] = "Hello from the fake model.";
@@ -347,6 +348,11 @@ class Sampler {
 
 // ---- Client ---------------------------------------------------------------------------------
 
+// Every call carries the in-process server's admin key, as clients must (API.md "Metadata").
+void Authorize(grpc::ClientContext* ctx) {
+  ctx->AddMetadata("authorization", std::string("Bearer ") + kBenchKey);
+}
+
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& addr) {
   grpc::ChannelArguments args;
   // Without this, channels with equal arguments share one subchannel, i.e. one TCP connection.
@@ -385,6 +391,7 @@ class SessionCreator {
     calls_[i] = std::make_unique<Call>();
     Call* c = calls_[i].get();
     c->ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    Authorize(&c->ctx);
     c->request.set_agent_id(agent_id_);
     (*stubs_)[i % stubs_->size()]->async()->CreateSession(
         &c->ctx, &c->request, &c->response, [this, i, c](grpc::Status st) {
@@ -436,6 +443,7 @@ std::vector<std::unique_ptr<TurnCall>> FireTurns(
     calls[i] = std::make_unique<TurnCall>();
     TurnCall* c = calls[i].get();
     c->ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    Authorize(&c->ctx);
     c->request.set_session_id(sessions[i]);
     v1::InputMessage* in = c->request.add_input();
     in->set_role(v1::ROLE_USER);
@@ -609,6 +617,7 @@ int main(int argc, char** argv) {
     cfg.listen = "127.0.0.1:0";
     cfg.data_dir = data_dir;
     cfg.durability = durability;
+    server_options.bootstrap_key = kBenchKey;
     agentd::server::BackendConfig b;
     b.name = "fake";
     b.type = "openai";
@@ -658,6 +667,7 @@ int main(int argc, char** argv) {
     {
       auto agents = v1::AgentService::NewStub(chans[0]);
       grpc::ClientContext ctx;
+      Authorize(&ctx);
       v1::CreateAgentRequest request;
       request.mutable_agent()->set_name("concurrency-bench");
       request.mutable_agent()->set_model(kModel);

@@ -66,7 +66,19 @@ struct Options {
   std::string client;
   int channels = 2;
   bool durability_given = false;
+  std::string api_key;  // external server: --api-key / AGENTD_API_KEY; in-process: kBenchKey
 };
+
+// The in-process server's bootstrap admin key.
+constexpr char kBenchKey[] = "agd-e2e-bench-bootstrap-admin-key";
+
+// A context for one call, carrying the API key and the deadline.
+std::unique_ptr<grpc::ClientContext> NewContext(const std::string& authorization) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->AddMetadata("authorization", authorization);
+  ctx->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  return ctx;
+}
 
 enum class ClientKind { kBlocking, kCallback };
 const char* Name(ClientKind k) { return k == ClientKind::kBlocking ? "blocking" : "callback"; }
@@ -77,8 +89,9 @@ const char* Name(ClientKind k) { return k == ClientKind::kBlocking ? "blocking" 
 /// time: the blocking loop's thread, or (callback mode) whichever gRPC thread runs OnDone.
 class Worker {
  public:
-  Worker(v1::SessionService::Stub* stub, std::string session_id)
-      : stub_(stub), session_id_(std::move(session_id)) {}
+  /// `authorization` is the header value for every call; it must outlive the worker.
+  Worker(v1::SessionService::Stub* stub, std::string session_id, const std::string* authorization)
+      : stub_(stub), session_id_(std::move(session_id)), authorization_(authorization) {}
 
   /// Sets how many turns the next phase runs and whether their latencies are kept; resets the
   /// phase's error count (error samples are kept across phases).
@@ -117,8 +130,7 @@ class Worker {
 
  private:
   void PrepareCall() {
-    ctx_ = std::make_unique<grpc::ClientContext>();
-    ctx_->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    ctx_ = NewContext(*authorization_);
     request_.Clear();
     request_.set_session_id(session_id_);
     v1::InputMessage* in = request_.add_input();
@@ -177,6 +189,7 @@ class Worker {
 
   v1::SessionService::Stub* const stub_;
   const std::string session_id_;
+  const std::string* const authorization_;
   std::unique_ptr<grpc::ClientContext> ctx_;
   v1::RunTurnRequest request_;
   v1::TurnResult response_;
@@ -250,7 +263,10 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& addr) {
 class Bench {
  public:
   Bench(Options options, std::string addr, bool in_process)
-      : options_(std::move(options)), addr_(std::move(addr)), in_process_(in_process) {}
+      : options_(std::move(options)),
+        addr_(std::move(addr)),
+        in_process_(in_process),
+        authorization_("Bearer " + options_.api_key) {}
 
   /// Connects and creates the echo agent; false (with a message on stderr) on failure.
   bool Setup() {
@@ -264,12 +280,11 @@ class Bench {
       channels_.push_back(std::move(channel));
     }
     auto agents = v1::AgentService::NewStub(channels_[0]);
-    grpc::ClientContext ctx;
     v1::CreateAgentRequest request;
     request.mutable_agent()->set_name("e2e-bench");
     request.mutable_agent()->set_model("echo");
     v1::Agent agent;
-    const grpc::Status st = agents->CreateAgent(&ctx, request, &agent);
+    const grpc::Status st = agents->CreateAgent(NewContext(authorization_).get(), request, &agent);
     if (!st.ok()) {
       std::fprintf(stderr, "e2e_bench: CreateAgent: %s\n", st.error_message().c_str());
       return false;
@@ -282,18 +297,19 @@ class Bench {
   std::optional<LevelResult> RunLevel(int sessions, ClientKind client) {
     std::vector<std::unique_ptr<Worker>> workers;
     for (int i = 0; i < sessions; ++i) {
-      grpc::ClientContext ctx;
       v1::CreateSessionRequest request;
       request.set_agent_id(agent_id_);
       v1::Session session;
-      const grpc::Status st = stubs_[0]->CreateSession(&ctx, request, &session);
+      const grpc::Status st =
+          stubs_[0]->CreateSession(NewContext(authorization_).get(), request, &session);
       if (!st.ok()) {
         std::fprintf(stderr, "e2e_bench: CreateSession: %s\n", st.error_message().c_str());
         return std::nullopt;
       }
       created_sessions_.push_back(session.session_id());
       workers.push_back(
-          std::make_unique<Worker>(stubs_[i % stubs_.size()].get(), session.session_id()));
+          std::make_unique<Worker>(stubs_[i % stubs_.size()].get(), session.session_id(),
+                                   &authorization_));
     }
     const int turns = TurnsPerSession(sessions);
     const int warmup =
@@ -327,11 +343,10 @@ class Bench {
   /// Deletes the sessions this run created (for an external server; best effort).
   void DeleteSessions() {
     for (const std::string& id : created_sessions_) {
-      grpc::ClientContext ctx;
       v1::DeleteSessionRequest request;
       request.set_session_id(id);
       google::protobuf::Empty empty;
-      (void)stubs_[0]->DeleteSession(&ctx, request, &empty);
+      (void)stubs_[0]->DeleteSession(NewContext(authorization_).get(), request, &empty);
     }
   }
 
@@ -368,6 +383,7 @@ class Bench {
   const Options options_;
   const std::string addr_;
   const bool in_process_;
+  const std::string authorization_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::SessionService::Stub>> stubs_;
   std::string agent_id_;
@@ -446,6 +462,9 @@ int main(int argc, char** argv) {
                              ->check(CLI::IsMember({"sync", "relaxed"}));
   app.add_option("--addr", options.addr,
                  "benchmark a running agentd at HOST:PORT instead of starting one in-process");
+  app.add_option("--api-key", options.api_key,
+                 "API key (MEMBER or ADMIN) for --addr; the in-process server uses its own")
+      ->envname("AGENTD_API_KEY");
   app.add_option("--client", options.client,
                  "auto|callback|blocking|both (auto: blocking at 1 session, both otherwise)")
       ->check(CLI::IsMember({"auto", "callback", "blocking", "both"}));
@@ -481,6 +500,11 @@ int main(int argc, char** argv) {
   }
 
   const bool in_process = options.addr.empty();
+  if (in_process) options.api_key = kBenchKey;
+  if (options.api_key.empty()) {
+    std::fprintf(stderr, "e2e_bench: --addr needs an API key: set --api-key or AGENTD_API_KEY\n");
+    return 2;
+  }
   std::string durability = options.durability;
   if (!in_process && !options.durability_given) durability = "unknown";
 
@@ -498,6 +522,7 @@ int main(int argc, char** argv) {
     server_options.config.listen = "127.0.0.1:0";
     server_options.config.data_dir = data_dir;
     server_options.config.durability = options.durability;
+    server_options.bootstrap_key = kBenchKey;
     auto started = agentd::server::AgentdServer::Start(std::move(server_options));
     if (!started.ok()) {
       std::fprintf(stderr, "e2e_bench: starting agentd: %s\n",

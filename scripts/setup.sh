@@ -8,6 +8,7 @@ PKGS=(
   librocksdb-dev libspdlog-dev libfmt-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libevent-dev
   python3 python3-grpcio python3-protobuf python3-pytest
+  openssl  # the openssl CLI: tls_test makes its certificates with it
 )
 
 missing=()

@@ -345,6 +345,85 @@ TEST(ConfigTest, ValidatePostgresNeedsItsDsnVariable) {
       ParseAndValidate("store: { type: postgres, postgres_dsn_env: AGENTD_TEST_DSN }\n").ok());
 }
 
+TEST(ConfigTest, ReadsTlsAndAllowPlaintext) {
+  absl::StatusOr<Config> config = ParseConfig(R"yaml(
+listen: 0.0.0.0:7700
+tls:
+  cert_file: /etc/agentd/server.crt
+  key_file: /etc/agentd/server.key
+  client_ca_file: /etc/agentd/clients-ca.crt
+allow_plaintext: false
+)yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tls.cert_file, "/etc/agentd/server.crt");
+  EXPECT_EQ(config->tls.key_file, "/etc/agentd/server.key");
+  EXPECT_EQ(config->tls.client_ca_file, "/etc/agentd/clients-ca.crt");
+  EXPECT_TRUE(config->tls.enabled());
+  EXPECT_FALSE(config->allow_plaintext);
+  // Files are read when the server starts (server/tls.h), not by ValidateConfig.
+  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+
+  absl::StatusOr<Config> defaults = ParseConfig("");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->tls.enabled());
+  EXPECT_TRUE(defaults->tls.client_ca_file.empty());
+  EXPECT_FALSE(defaults->allow_plaintext);
+}
+
+TEST(ConfigTest, TlsKeysAreCheckedLikeEveryOtherKey) {
+  ExpectInvalid(ParseConfig("tls: { cert_fle: a }\n").status(),
+                {"tls.cert_fle: unknown key", "did you mean \"cert_file\""});
+  ExpectInvalid(ParseConfig("tls: /etc/cert.pem\n").status(), {"tls: expected a map"});
+  ExpectInvalid(ParseConfig("tls: { cert_file: [a, b] }\n").status(),
+                {"tls.cert_file: expected a string, got a list"});
+  ExpectInvalid(ParseConfig("allow_plaintext: yes please\n").status(),
+                {"allow_plaintext: expected true or false"});
+  ExpectInvalid(ParseConfig("allow_plaintext: \"true\"\n").status(),
+                {"allow_plaintext: expected true or false"});
+  ExpectInvalid(ParseConfig("allow_plain_text: true\n").status(),
+                {"unknown key \"allow_plain_text\"", "did you mean \"allow_plaintext\""});
+}
+
+TEST(ConfigTest, CertAndKeyGoTogether) {
+  ExpectInvalid(ParseAndValidate("tls: { cert_file: s.crt }\n"),
+                {"tls.key_file: must be set when tls.cert_file is set"});
+  ExpectInvalid(ParseAndValidate("tls: { key_file: s.key }\n"),
+                {"tls.cert_file: must be set when tls.key_file is set"});
+  ExpectInvalid(ParseAndValidate("tls: { client_ca_file: ca.crt }\n"),
+                {"tls.client_ca_file", "set tls.cert_file and tls.key_file"});
+  EXPECT_TRUE(ParseAndValidate("tls: { cert_file: s.crt, key_file: s.key }\n").ok());
+}
+
+TEST(ConfigTest, PlaintextOnlyOnLoopbackUnlessAllowed) {
+  for (const char* local : {"127.0.0.1:7700", "127.8.9.10:1", "localhost:7700", "LocalHost:1",
+                            "[::1]:7700", "[::ffff:127.0.0.1]:7700", "unix:/run/agentd.sock"}) {
+    EXPECT_TRUE(IsLocalListenAddress(local)) << local;
+    Config c;
+    c.listen = local;
+    EXPECT_TRUE(ValidateConfig(c).ok()) << local << ": " << ValidateConfig(c);
+  }
+  for (const char* remote : {"0.0.0.0:7700", "[::]:7700", ":7700", "10.0.0.5:7700",
+                             "128.0.0.1:7700", "agentd.internal:7700", "localhost.evil.com:1",
+                             "[::2]:7700"}) {
+    EXPECT_FALSE(IsLocalListenAddress(remote)) << remote;
+    Config c;
+    c.listen = remote;
+    const absl::Status st = ValidateConfig(c);
+    ExpectInvalid(st, {"refusing to serve plaintext gRPC on ", remote,
+                       "set tls.cert_file/tls.key_file, or allow_plaintext: true behind a "
+                       "TLS-terminating proxy"});
+    c.allow_plaintext = true;
+    EXPECT_TRUE(ValidateConfig(c).ok()) << remote;
+    c.allow_plaintext = false;
+    c.tls.cert_file = "s.crt";
+    c.tls.key_file = "s.key";
+    EXPECT_TRUE(ValidateConfig(c).ok()) << remote;
+  }
+  ExpectInvalid(ParseAndValidate("listen: 0.0.0.0:7700\n"),
+                {"refusing to serve plaintext gRPC on 0.0.0.0:7700"});
+  EXPECT_TRUE(ParseAndValidate("listen: 0.0.0.0:7700\nallow_plaintext: true\n").ok());
+}
+
 TEST(ConfigTest, LoadConfigFileReadsAndReportsThePath) {
   agentd::testing::TempDir dir;
   const std::string path = dir.Sub("agentd.yaml");

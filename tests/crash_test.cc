@@ -30,7 +30,7 @@ TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
   testing::TempDir dir;
   ChildServer server(dir.Sub("data"), FreePort());
   ASSERT_TRUE(server.Start());
-  auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
+  auto channel = server.NewChannel();
   auto agents = v1::AgentService::NewStub(channel);
   v1::CreateAgentRequest ca;
   ca.mutable_agent()->set_model("echo");
@@ -61,7 +61,7 @@ TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
   int64_t total_acked = 0;
 
   for (int cycle = 0; cycle < kCycles; ++cycle) {
-    auto ch = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
+    auto ch = server.NewChannel();
     std::atomic<bool> stop{false};
     std::vector<std::thread> workers;
     for (int i = 0; i < kSessions; ++i) {
@@ -98,8 +98,7 @@ TEST(CrashTest, KillNineUnderLoadLosesNoAcknowledgedTurn) {
     for (auto& t : workers) t.join();
     ASSERT_TRUE(server.Start());
 
-    auto stub = v1::SessionService::NewStub(
-        grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+    auto stub = v1::SessionService::NewStub(server.NewChannel());
     absl::MutexLock lock(&mu);
     total_acked = 0;
     for (const std::string& sid : session_ids) {

@@ -1,4 +1,4 @@
-// The real agentd binary as a separate process: reflection, signals, startup errors.
+// The real agentd binary as a separate process: reflection, signals, startup errors, flags.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "agentd/v1/agent.grpc.pb.h"
-#include "proto/reflection/reflection_client.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "testing/child_server.h"
 #include "testing/temp_dir.h"
 
@@ -22,8 +22,7 @@ TEST(ProcessTest, ReflectionListsTheServices) {
   testing::TempDir dir;
   ChildServer server(dir.Sub("data"), FreePort());
   ASSERT_TRUE(server.Start());
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(
-      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(server.NewChannel());
   grpc::ClientContext ctx;
   auto stream = stub->ServerReflectionInfo(&ctx);
   grpc::reflection::v1alpha::ServerReflectionRequest req;
@@ -48,6 +47,55 @@ TEST(ProcessTest, ReflectionListsTheServices) {
   stream2->WritesDone();
   ASSERT_TRUE(stream2->Read(&resp));
   EXPECT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 0);
+}
+
+TEST(ProcessTest, CallsNeedTheBootstrapKeyFromTheEnvironment) {
+  testing::TempDir dir;
+  ChildServer server(dir.Sub("data"), FreePort());
+  ASSERT_TRUE(server.Start());
+  auto agents = v1::AgentService::NewStub(server.NewChannel());
+  v1::ListAgentsResponse listed;
+  grpc::ClientContext with_key;
+  grpc::Status st = agents->ListAgents(&with_key, v1::ListAgentsRequest(), &listed);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+
+  grpc::ClientContext wrong_key;
+  wrong_key.AddMetadata("authorization", testing::BearerValue("agd-not-the-bootstrap-key-0000"));
+  EXPECT_EQ(agents->ListAgents(&wrong_key, v1::ListAgentsRequest(), &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  auto anonymous = v1::AgentService::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext no_key;
+  EXPECT_EQ(anonymous->ListAgents(&no_key, v1::ListAgentsRequest(), &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST(ProcessTest, PlaintextOnANonLoopbackAddressIsAStartupError) {
+  testing::TempDir dir;
+  std::string out;
+  EXPECT_EQ(RunAgentd({"--data-dir", dir.Sub("data"), "--listen", "0.0.0.0:0"}, &out), 1);
+  EXPECT_NE(out.find("refusing to serve plaintext gRPC on 0.0.0.0:0"), std::string::npos) << out;
+  EXPECT_NE(out.find("allow_plaintext"), std::string::npos) << out;
+}
+
+TEST(ProcessTest, TlsFlagsAreCheckedAtStartup) {
+  testing::TempDir dir;
+  std::string out;
+  EXPECT_EQ(RunAgentd({"--data-dir", dir.Sub("data"), "--listen", "127.0.0.1:0", "--tls-cert",
+                       dir.Sub("server.crt")},
+                      &out),
+            1);
+  EXPECT_NE(out.find("tls.key_file"), std::string::npos) << out;
+
+  out.clear();
+  EXPECT_EQ(RunAgentd({"--data-dir", dir.Sub("data"), "--listen", "127.0.0.1:0", "--tls-cert",
+                       dir.Sub("missing.crt"), "--tls-key", dir.Sub("missing.key")},
+                      &out),
+            1);
+  EXPECT_NE(out.find("tls.cert_file (" + dir.Sub("missing.crt") + "): cannot be read"),
+            std::string::npos)
+      << out;
 }
 
 TEST(ProcessTest, SigtermStopsAnIdleServerPromptlyAndCleanly) {

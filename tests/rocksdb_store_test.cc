@@ -10,10 +10,13 @@
 #include <set>
 #include <thread>
 
+#include "common/time_util.h"
 #include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
+#include "store/rocksdb_util.h"
 #include "store/schema.h"
 #include "store_contract_test.h"
+#include "store_tenancy_contract_test.h"
 #include "testing/temp_dir.h"
 
 namespace agentd::store {
@@ -34,6 +37,7 @@ struct RocksDbHarness {
   }
 };
 INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreContractTest, ::testing::Types<RocksDbHarness>);
+INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreTenancyContractTest, ::testing::Types<RocksDbHarness>);
 
 // ---- RocksDB-specific behaviour ------------------------------------------------------------
 
@@ -44,13 +48,16 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenAt(const std::string& path,
 
 using RawFn = std::function<void(rocksdb::DB*, const std::vector<rocksdb::ColumnFamilyHandle*>&)>;
 
-/// Opens a closed data dir with plain RocksDB (every family of the schema) and runs `fn`.
+/// Opens a closed data dir with plain RocksDB (every family of the schema, the usage merge
+/// operator) and runs `fn`.
 void WithRawDb(const std::string& path, const RawFn& fn) {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   cfs.reserve(schema::kColumnFamilies.size());
   for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
     cfs.emplace_back(info.name, rocksdb::ColumnFamilyOptions());
   }
+  cfs[schema::Index(schema::ColumnFamily::kUsage)].options.merge_operator =
+      internal::NewUsageMergeOperator();
   rocksdb::DB* db = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   const rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &db);
@@ -353,6 +360,237 @@ TEST(RocksDbStoreTest, PageTokensAreHexOfAnId) {
   }
 }
 
+// ---- Tenancy (RocksDB-specific) -------------------------------------------------------------
+
+v1::AuditEvent AuditAt(const std::string& project, const std::string& id, int64_t micros) {
+  v1::AuditEvent e;
+  e.set_audit_id(id);
+  e.set_project_id(project);
+  *e.mutable_time() = ToProto(absl::FromUnixMicros(micros));
+  return e;
+}
+
+UsageDelta DayDelta(int32_t day, int64_t input, double cost) {
+  UsageDelta d;
+  d.day = day;
+  d.usage.set_input_tokens(input);
+  d.usage.set_model_calls(1);
+  d.usage.set_cost_usd(cost);
+  return d;
+}
+
+absl::StatusOr<v1::Usage> DayTotal(ContextStore& s, const std::string& project, int32_t day) {
+  AGENTD_ASSIGN_OR_RETURN(std::vector<UsageCounter> counters,
+                          s.ReadUsage(project, UsageDimension::kDay, day, day));
+  if (counters.size() != 1) return absl::NotFoundError(absl::StrCat(counters.size(), " counters"));
+  return counters[0].usage;
+}
+
+TEST(RocksDbTenancyTest, SurvivesReopenFlushAndCompaction) {
+  TempDir dir;
+  const std::string path = dir.Sub("data");
+  {
+    auto store = OpenAt(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ContextStore& s = **store;
+    v1::Project project;
+    project.set_project_id("p");
+    ASSERT_TRUE(s.CreateProject(project, AuditAt("p", "a1", 1)).ok());
+    storage::ApiKeyRecord key;
+    key.mutable_key()->set_key_id("k1");
+    key.mutable_key()->set_project_id("p");
+    key.set_hash("hash");
+    ASSERT_TRUE(s.CreateApiKey(key, AuditAt("p", "a2", 2)).ok());
+    ASSERT_TRUE(s.AddUsage("p", {DayDelta(5, 10, 0.5), DayDelta(5, 1, 0.25)}).ok());
+  }
+  // Flush the memtables and compact, so the next merges land on SST values (and the operator
+  // runs in compaction too).
+  WithRawDb(path, [](rocksdb::DB* db, const auto& handles) {
+    ASSERT_TRUE(db->Flush({}, handles).ok());
+    ASSERT_TRUE(
+        db->CompactRange({}, H(handles, schema::ColumnFamily::kUsage), nullptr, nullptr).ok());
+  });
+  {
+    auto store = OpenAt(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ContextStore& s = **store;
+    EXPECT_EQ(s.GetApiKey("k1")->hash(), "hash");
+    EXPECT_EQ(s.GetProject("p")->project_id(), "p");
+    absl::StatusOr<v1::Usage> total = DayTotal(s, "p", 5);
+    ASSERT_TRUE(total.ok()) << total.status();
+    EXPECT_EQ(total->input_tokens(), 11);
+    EXPECT_EQ(total->model_calls(), 2);
+    ASSERT_TRUE(s.AddUsage("p", {DayDelta(5, 100, 1)}).ok());
+  }
+  auto store = OpenAt(path, Durability::kRelaxed);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ContextStore& s = **store;
+  absl::StatusOr<v1::Usage> total = DayTotal(s, "p", 5);
+  ASSERT_TRUE(total.ok()) << total.status();
+  EXPECT_EQ(total->input_tokens(), 111);
+  EXPECT_EQ(total->model_calls(), 3);
+  EXPECT_DOUBLE_EQ(total->cost_usd(), 1.75);
+  absl::StatusOr<AuditPage> audit =
+      s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), 10, "");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  ASSERT_EQ(audit->events.size(), 2u);
+  EXPECT_EQ(audit->events[1].audit_id(), "a2");
+}
+
+TEST(RocksDbTenancyTest, DataDirWithOnlyTheOriginalFamiliesOpens) {
+  // A data dir written before the tenancy families existed (format 1, families 0..7).
+  TempDir dir;
+  const std::string path = dir.Sub("data");
+  {
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* name :
+         {"default", "meta", "agents", "sessions", "events", "idempotency", "state", "memory"}) {
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    rocksdb::DB* db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(options, path, cfs, &handles, &db).ok());
+    storage::FormatInfo info;
+    info.set_version(1);
+    ASSERT_TRUE(db->Put({}, handles[1], "format", info.SerializeAsString()).ok());
+    ASSERT_TRUE(
+        db->Put({}, handles[3], schema::SessionKey("p", "s"), Session("s").SerializeAsString())
+            .ok());
+    for (rocksdb::ColumnFamilyHandle* h : handles) {
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+    delete db;
+  }
+  {
+    auto store = OpenAt(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ContextStore& s = **store;
+    EXPECT_EQ(s.GetSession("p", "s")->session().agent_id(), "a");
+    v1::Project project;
+    project.set_project_id("p");
+    ASSERT_TRUE(s.CreateProject(project, AuditAt("p", "a1", 1)).ok());
+    ASSERT_TRUE(s.AddUsage("p", {DayDelta(1, 1, 0)}).ok());
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  EXPECT_EQ(names.size(), schema::kColumnFamilies.size());
+  for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
+    EXPECT_NE(std::find(names.begin(), names.end(), info.name), names.end()) << info.name;
+  }
+  auto store = OpenAt(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->GetProject("p").ok());
+  EXPECT_EQ(DayTotal(**store, "p", 1)->input_tokens(), 1);
+}
+
+TEST(RocksDbTenancyTest, CorruptValuesAreDataLoss) {
+  TempDir dir;
+  const std::string path = dir.Sub("data");
+  {
+    auto store = OpenAt(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->AddUsage("p", {DayDelta(2, 1, 0)}).ok());
+  }
+  const std::string garbage =
+      "\x0a\x05"
+      "ab";
+  WithRawDb(path, [&](rocksdb::DB* db, const auto& handles) {
+    using schema::ColumnFamily;
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kProjects), schema::ProjectKey("p"), garbage).ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kApiKeys), schema::ApiKeyKey("k"), garbage).ok());
+    ASSERT_TRUE(
+        db->Put({}, H(handles, ColumnFamily::kAudit), schema::AuditKey("p", 5, "a"), garbage).ok());
+    // A corrupt value under day 1 and a corrupt merge operand on top of day 2's counter.
+    ASSERT_TRUE(db->Put({}, H(handles, ColumnFamily::kUsage),
+                        schema::UsageKey("p", UsageDimension::kDay, "", 1), garbage)
+                    .ok());
+    ASSERT_TRUE(db->Merge({}, H(handles, ColumnFamily::kUsage),
+                          schema::UsageKey("q", UsageDimension::kDay, "", 2), garbage)
+                    .ok());
+  });
+  auto store = OpenAt(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ContextStore& s = **store;
+  auto expect_data_loss = [](const absl::Status& st, absl::string_view what) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    EXPECT_NE(st.message().find(what), absl::string_view::npos) << st;
+  };
+  expect_data_loss(s.GetProject("p").status(), "project");
+  expect_data_loss(s.ListProjects(10, "").status(), "project");
+  expect_data_loss(s.GetApiKey("k").status(), "api key");
+  expect_data_loss(s.ListApiKeys("p").status(), "api key");
+  expect_data_loss(s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), 10, "").status(),
+                   "audit");
+  expect_data_loss(s.ReadUsage("p", UsageDimension::kDay, 1, 1).status(), "usage");
+  EXPECT_EQ(DayTotal(s, "p", 2)->input_tokens(), 1);  // the intact counter still reads
+  ASSERT_TRUE(s.AddUsage("q", {DayDelta(2, 1, 0)}).ok());
+  ASSERT_TRUE(s.AddUsage("p", {DayDelta(1, 1, 0)}).ok());  // a valid operand on a corrupt value
+  expect_data_loss(s.ReadUsage("q", UsageDimension::kDay, 0, 10).status(), "usage");
+  expect_data_loss(s.ReadUsage("p", UsageDimension::kDay, 1, 1).status(), "usage");
+  store->reset();
+
+  // A corrupt counter must not stop the database: flushing and compacting the merges succeed
+  // (a failed flush would make RocksDB refuse every later write), and the counter stays corrupt.
+  WithRawDb(path, [](rocksdb::DB* db, const auto& handles) {
+    rocksdb::ColumnFamilyHandle* usage = H(handles, schema::ColumnFamily::kUsage);
+    ASSERT_TRUE(db->Flush({}, usage).ok());
+    ASSERT_TRUE(db->CompactRange({}, usage, nullptr, nullptr).ok());
+  });
+  store = OpenAt(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ContextStore& reopened = **store;
+  expect_data_loss(reopened.ReadUsage("q", UsageDimension::kDay, 0, 10).status(), "usage");
+  expect_data_loss(reopened.ReadUsage("p", UsageDimension::kDay, 1, 1).status(), "usage");
+  EXPECT_EQ(DayTotal(reopened, "p", 2)->input_tokens(), 1);
+  EXPECT_TRUE(reopened.AddUsage("p", {DayDelta(2, 1, 0)}).ok());
+  EXPECT_TRUE(reopened.CreateSession("p", Session("s")).ok());
+  EXPECT_EQ(DayTotal(reopened, "p", 2)->input_tokens(), 2);
+}
+
+TEST(RocksDbTenancyTest, AuditPageSizeDefaultsTo100AndTokenIsHexOfTheNextKey) {
+  TempDir dir;
+  auto store = OpenAt(dir.Sub("data"), Durability::kRelaxed);
+  ASSERT_TRUE(store.ok());
+  ContextStore& s = **store;
+  for (int i = 0; i < 1002; ++i) {
+    ASSERT_TRUE(s.AppendAudit(AuditAt("p", absl::StrCat("a", i), 1000 + i), false).ok());
+  }
+  for (int32_t size : {0, -1}) {
+    absl::StatusOr<AuditPage> page =
+        s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), size, "");
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->events.size(), 100u);
+    EXPECT_EQ(page->next_page_token, HexEncode(schema::AuditKey("p", 1100, "a100")));
+  }
+  absl::StatusOr<AuditPage> big =
+      s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), 5000, "");
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->events.size(), 1000u);
+  absl::StatusOr<AuditPage> rest =
+      s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), 5000, big->next_page_token);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->events.size(), 2u);
+  EXPECT_EQ(rest->events[1].audit_id(), "a1001");
+  EXPECT_TRUE(rest->next_page_token.empty());
+  // A token before `start` does not widen the range; one of another project is refused.
+  absl::StatusOr<AuditPage> clamped =
+      s.ListAudit("p", absl::FromUnixMicros(2000), absl::InfiniteFuture(), 10,
+                  HexEncode(schema::AuditKey("p", 1000, "a0")));
+  ASSERT_TRUE(clamped.ok());
+  ASSERT_EQ(clamped->events.size(), 2u);
+  EXPECT_EQ(clamped->events[0].audit_id(), "a1000");
+  EXPECT_EQ(s.ListAudit("p", absl::InfinitePast(), absl::InfiniteFuture(), 10,
+                        HexEncode(schema::AuditKey("q", 1000, "a0")))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---- Schema -------------------------------------------------------------------------------
 
 int Compare(const std::string& a, const std::string& b) {
@@ -369,6 +607,97 @@ TEST(SchemaTest, RegistryMatchesTheEnum) {
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kDefault), "default");
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kEvents), "events");
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kMemory), "memory");
+  EXPECT_EQ(schema::Index(schema::ColumnFamily::kProjects), 8u);
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kProjects), "projects");
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kApiKeys), "api_keys");
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kUsage), "usage");
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kAudit), "audit");
+  EXPECT_EQ(schema::kColumnFamilies.size(), 12u);
+}
+
+TEST(SchemaTest, TenancyKeysRoundTrip) {
+  const std::string odd("\x00\xff/x", 4);
+  const std::string longest(kMaxIdLength, 'z');
+  for (const std::string& project : {std::string("p"), odd, longest}) {
+    for (const std::string& id : {std::string("g1"), odd, longest}) {
+      const std::string project_key = schema::ProjectKey(project);
+      EXPECT_EQ(schema::DecodeProjectKey(project_key), absl::string_view(project));
+      const std::string api_key = schema::ApiKeyKey(id);
+      EXPECT_EQ(schema::DecodeApiKeyKey(api_key), absl::string_view(id));
+      for (UsageDimension d : {UsageDimension::kAgent, UsageDimension::kSession,
+                               UsageDimension::kModel, UsageDimension::kDay}) {
+        const std::string group = d == UsageDimension::kDay ? std::string() : id;
+        const std::string usage_key = schema::UsageKey(project, d, group, 0x7fffffff);
+        const auto usage = schema::DecodeUsageKey(usage_key);
+        ASSERT_TRUE(usage.has_value()) << HexEncode(usage_key);
+        EXPECT_EQ(usage->project_id, project);
+        EXPECT_EQ(usage->dimension, d);
+        EXPECT_EQ(usage->group, group);
+        EXPECT_EQ(usage->day, 0x7fffffff);
+      }
+      const std::string audit_key = schema::AuditKey(project, ~uint64_t{0} >> 1, id);
+      const auto audit = schema::DecodeAuditKey(audit_key);
+      ASSERT_TRUE(audit.has_value());
+      EXPECT_EQ(audit->project_id, project);
+      EXPECT_EQ(audit->micros, ~uint64_t{0} >> 1);
+      EXPECT_EQ(audit->audit_id, id);
+    }
+  }
+  // The examples of docs/storage.md.
+  EXPECT_EQ(schema::UsageKey("p1", UsageDimension::kAgent, "a7", 19700),
+            std::string("\x02p1\x02\x02"
+                        "a7\x00\x00\x4c\xf4",
+                        11));
+  EXPECT_EQ(schema::UsageKey("p1", UsageDimension::kDay, "", 19700),
+            std::string("\x02p1\x01\x00\x00\x4c\xf4", 8));
+  EXPECT_EQ(schema::AuditKey("p1", 1700000000000000, "aud_1"),
+            std::string("\x02p1\x00\x06\x0a\x24\x18\x1e\x40\x00"
+                        "aud_1",
+                        16));
+  EXPECT_EQ(schema::AuditKeyMicros(absl::FromUnixSeconds(-5)), 0u);
+  EXPECT_EQ(schema::AuditKeyMicros(absl::InfinitePast()), 0u);
+  EXPECT_EQ(schema::AuditKeyMicros(absl::FromUnixMicros(12) + absl::Nanoseconds(999)), 12u);
+}
+
+TEST(SchemaTest, TenancyKeysSortAndStayInTheirPrefix) {
+  using schema::UsageKey;
+  constexpr auto kAgent = UsageDimension::kAgent;
+  EXPECT_LT(Compare(UsageKey("p", kAgent, "g", 9), UsageKey("p", kAgent, "g", 10)), 0);
+  EXPECT_LT(Compare(UsageKey("p", kAgent, "g", 255), UsageKey("p", kAgent, "g", 256)), 0);
+  EXPECT_LT(Compare(UsageKey("p", kAgent, "g", 99999), UsageKey("p", kAgent, "h", 0)), 0);
+  EXPECT_LT(Compare(schema::AuditKey("p", 999, "z"), schema::AuditKey("p", 1000, "a")), 0);
+  auto covers = [](const std::string& prefix, const std::string& key) {
+    return Compare(prefix, key) <= 0 && Compare(key, schema::PrefixSuccessor(prefix)) < 0;
+  };
+  const std::string p_agents = schema::UsagePrefix("p", kAgent);
+  EXPECT_TRUE(covers(p_agents, UsageKey("p", kAgent, std::string(128, '\xff'), 0x7fffffff)));
+  EXPECT_FALSE(covers(p_agents, UsageKey("pp", kAgent, "g", 1)));
+  EXPECT_FALSE(covers(p_agents, UsageKey("p", UsageDimension::kSession, "g", 1)));
+  EXPECT_FALSE(covers(schema::UsageGroupPrefix("p", kAgent, "g"), UsageKey("p", kAgent, "gg", 1)));
+  const std::string p = schema::ProjectPrefix("p");
+  EXPECT_TRUE(covers(p, schema::AuditKey("p", ~uint64_t{0}, std::string(128, '\xff'))));
+  EXPECT_FALSE(covers(p, schema::AuditKey("pp", 0, "a")));
+}
+
+TEST(SchemaTest, MalformedTenancyKeysAreRejected) {
+  const std::string day_key = schema::UsageKey("p", UsageDimension::kDay, "", 3);
+  const std::string agent_key = schema::UsageKey("p", UsageDimension::kAgent, "g", 3);
+  for (const std::string& key :
+       {std::string(), std::string("\x01p"), std::string("\x01p\x00\x00\x00\x00\x01", 7),
+        std::string("\x01p\x05\x00\x00\x00\x01", 7), day_key + "x",
+        day_key.substr(0, day_key.size() - 1), agent_key.substr(0, agent_key.size() - 1),
+        std::string("\x01p\x02\x00\x00\x00\x01", 7),     // agent key without a group
+        std::string("\x01p\x01\x80\x00\x00\x00", 7)}) {  // day >= 2^31
+    EXPECT_FALSE(schema::DecodeUsageKey(key).has_value()) << HexEncode(key);
+  }
+  const std::string audit_key = schema::AuditKey("p", 7, "a");
+  EXPECT_FALSE(schema::DecodeAuditKey(schema::AuditTimeKey("p", 7)).has_value());
+  EXPECT_FALSE(schema::DecodeAuditKey(audit_key.substr(0, 5)).has_value());
+  EXPECT_FALSE(schema::DecodeAuditKey(schema::AuditKey("p", 7, std::string(kMaxIdLength + 1, 'a')))
+                   .has_value());
+  EXPECT_FALSE(schema::DecodeProjectKey(schema::ProjectKey("p") + "x").has_value());
+  EXPECT_FALSE(schema::DecodeApiKeyKey(std::string("\x00", 1)).has_value());
+  EXPECT_FALSE(schema::DecodeApiKeyKey("").has_value());
 }
 
 TEST(SchemaTest, KeysRoundTrip) {
@@ -483,6 +812,16 @@ TEST(SchemaTest, RandomBytesNeverCrashTheDecoders) {
     }
     if (auto k = schema::DecodeIdempotencyKey(key)) {
       EXPECT_EQ(schema::IdempotencyKey(k->project_id, k->session_id, k->key), key);
+    }
+    if (auto u = schema::DecodeUsageKey(key)) {
+      ++decoded;
+      EXPECT_EQ(schema::UsageKey(u->project_id, u->dimension, u->group, u->day), key);
+    }
+    if (auto a = schema::DecodeAuditKey(key)) {
+      EXPECT_EQ(schema::AuditKey(a->project_id, a->micros, a->audit_id), key);
+    }
+    if (auto id = schema::DecodeProjectKey(key)) {
+      EXPECT_EQ(schema::ProjectKey(*id), key);
     }
   }
   EXPECT_GT(decoded, 0);

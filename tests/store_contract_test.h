@@ -11,6 +11,9 @@
 //   };
 //   INSTANTIATE_TYPED_TEST_SUITE_P(Postgres, StoreContractTest, ::testing::Types<PostgresHarness>);
 //
+// The tenancy methods (projects, API keys, usage, audit) have their own suite with the same
+// harness, in store_tenancy_contract_test.h: instantiate StoreTenancyContractTest next to it.
+//
 // One harness per test; the store is destroyed before its harness. Lists are compared in order
 // only for ids of equal length: the order of ids of different lengths is left to the store.
 #pragma once

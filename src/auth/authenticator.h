@@ -52,4 +52,8 @@ class Authenticator {
 /// that does not exist).
 absl::StatusOr<std::string> TargetProject(const Identity& caller, absl::string_view requested);
 
+/// The NOT_FOUND every ProjectService path returns for a project the caller may not see or that
+/// does not exist (one message, so the two cannot be told apart).
+absl::Status ProjectNotFoundError(absl::string_view project_id);
+
 }  // namespace agentd::auth

@@ -1,7 +1,11 @@
 #include "cli/cli_common.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +26,13 @@ std::string Hint(const grpc::Status& status, const GlobalOptions& options, bool 
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       if (server_answered) return "";
-      return absl::StrCat(" (is agentd running at ", options.addr, "? set --addr or AGENTD_ADDR)");
+      if (options.tls()) {
+        return absl::StrCat(" (is agentd serving TLS at ", options.addr,
+                            "? check --addr, --tls-ca, and --tls-cert/--tls-key if it requires "
+                            "client certificates)");
+      }
+      return absl::StrCat(" (is agentd running at ", options.addr,
+                          "? set --addr or AGENTD_ADDR; if it serves TLS, set --tls-ca)");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::StrCat(" (timeout ", options.timeout_seconds, "s; raise it with --timeout)");
     case grpc::StatusCode::UNAUTHENTICATED:
@@ -33,13 +43,60 @@ std::string Hint(const grpc::Status& status, const GlobalOptions& options, bool 
   }
 }
 
+// The whole file, or INVALID_ARGUMENT naming the option and the file.
+absl::StatusOr<std::string> ReadPem(const char* option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(option, ": cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad() || text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", path, " is not a PEM file"));
+  }
+  return text.str();
+}
+
 }  // namespace
 
-Connection::Connection(GlobalOptions options) : options_(std::move(options)) {
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const GlobalOptions& options) {
+  for (char c : options.api_key) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "--api-key / AGENTD_API_KEY: the key may only contain printable ASCII characters "
+          "without spaces");
+    }
+  }
+  if (!options.tls()) return grpc::InsecureChannelCredentials();
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem("--tls-ca", options.tls_ca);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!options.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem("--tls-cert", options.tls_cert);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem("--tls-key", options.tls_key);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+Connection::Connection(GlobalOptions options,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  channel_ = grpc::CreateCustomChannel(options_.addr, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(options_.addr, std::move(credentials), args);
   agents_ = agentd::v1::AgentService::NewStub(channel_);
   sessions_ = agentd::v1::SessionService::NewStub(channel_);
 }

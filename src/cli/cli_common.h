@@ -10,6 +10,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
 
@@ -21,7 +22,11 @@ inline constexpr int kExitUsage = 2;
 
 struct GlobalOptions {
   std::string addr = "127.0.0.1:7700";
-  std::string api_key;
+  std::string api_key;  // never printed
+  std::string tls_ca;    // PEM CA bundle to verify the server (empty: system roots)
+  std::string tls_cert;  // PEM client certificate (mTLS), with tls_key
+  std::string tls_key;
+  bool tls() const { return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
   double timeout_seconds = 30;   // 0 = no deadline
   std::string output = "table";  // table | json
 };
@@ -30,7 +35,8 @@ struct GlobalOptions {
 /// `authorization` and `x-agentd-session` metadata and the deadline. Single-threaded use.
 class Connection {
  public:
-  explicit Connection(GlobalOptions options);
+  /// `credentials`: from ChannelCredentials(options).
+  Connection(GlobalOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   /// A context for one RPC. `session_id` (if non-empty) is sent as `x-agentd-session`;
   /// `with_deadline = false` leaves long-lived streams (watch) without a deadline.
@@ -52,6 +58,12 @@ class Connection {
   std::unique_ptr<agentd::v1::AgentService::Stub> agents_;
   std::unique_ptr<agentd::v1::SessionService::Stub> sessions_;
 };
+
+/// Plaintext, or TLS when any --tls-* option is set (reading the PEM files). On error, the
+/// message names the option and the file; the API key is checked too (it must fit in a header)
+/// and is never part of a message.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const GlobalOptions& options);
 
 /// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND, etc.
 std::string StatusCodeName(grpc::StatusCode code);

@@ -2,13 +2,15 @@
 #pragma once
 
 #include "agentd/v1/agent.grpc.pb.h"
+#include "auth/authenticator.h"
 #include "runtime/agent_manager.h"
 
 namespace agentd::rpc {
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(runtime::AgentManager* agents) : agents_(agents) {}
+  AgentServiceImpl(runtime::AgentManager* agents, auth::Authenticator* auth)
+      : agents_(agents), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateAgent(grpc::CallbackServerContext* ctx,
                                         const v1::CreateAgentRequest* request,
@@ -28,6 +30,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
  private:
   runtime::AgentManager* agents_;
+  auth::Authenticator* auth_;
 };
 
 }  // namespace agentd::rpc

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/ids.h"
 #include "runtime/limits.h"
@@ -50,10 +51,14 @@ class TurnLink {
 class RunTurnReactor final : public grpc::ServerUnaryReactor {
  public:
   RunTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
-                 v1::TurnResult* response)
-      : scope_(ctx, "RunTurn"), sessions_(sessions), response_(response) {}
+                 auth::Authenticator* auth, v1::TurnResult* response)
+      : scope_(ctx, "RunTurn", auth), sessions_(sessions), response_(response) {}
 
   void Start(const v1::RunTurnRequest& request) {
+    if (!scope_.ok()) {
+      Finish(scope_.Done(scope_.auth_status()));
+      return;
+    }
     class Observer final : public runtime::TurnObserver {
      public:
       explicit Observer(RunTurnReactor* r) : r_(r) {}
@@ -138,10 +143,15 @@ class QueuedWriter : public grpc::ServerWriteReactor<Msg> {
 
 class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
  public:
-  StreamTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions)
-      : scope_(ctx, "StreamTurn"), sessions_(sessions) {}
+  StreamTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
+                    auth::Authenticator* auth)
+      : scope_(ctx, "StreamTurn", auth), sessions_(sessions) {}
 
   void Start(const v1::RunTurnRequest& request) {
+    if (!scope_.ok()) {
+      FinishWhenDrained(scope_.Done(scope_.auth_status()));
+      return;
+    }
     class Observer final : public runtime::TurnObserver {
      public:
       explicit Observer(StreamTurnReactor* r) : r_(r) {}
@@ -196,10 +206,15 @@ constexpr size_t kMaxWatchBacklog = 100000;
 
 class WatchReactor final : public QueuedWriter<v1::Event> {
  public:
-  WatchReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions)
-      : scope_(ctx, "WatchEvents"), sessions_(sessions) {}
+  WatchReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
+               auth::Authenticator* auth)
+      : scope_(ctx, "WatchEvents", auth), sessions_(sessions) {}
 
   void Start(const v1::WatchEventsRequest& request) {
+    if (!scope_.ok()) {
+      End(scope_.auth_status());
+      return;
+    }
     const std::string& project = scope_.identity().project_id;
     absl::Status st = ValidateId("session_id", request.session_id());
     if (st.ok() && request.after_seq() < 0) st = absl::InvalidArgumentError("after_seq must be >= 0");
@@ -309,27 +324,34 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
 }  // namespace
 
 grpc::ServerUnaryReactor* StartRunTurn(grpc::CallbackServerContext* ctx,
-                                       runtime::SessionManager* sessions,
+                                       runtime::SessionManager* sessions, auth::Authenticator* auth,
                                        const v1::RunTurnRequest* request, v1::TurnResult* response) {
-  auto* reactor = new RunTurnReactor(ctx, sessions, response);
+  auto* reactor = new RunTurnReactor(ctx, sessions, auth, response);
   reactor->Start(*request);
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::TurnEvent>* StartStreamTurn(grpc::CallbackServerContext* ctx,
                                                          runtime::SessionManager* sessions,
+                                                         auth::Authenticator* auth,
                                                          const v1::RunTurnRequest* request) {
-  auto* reactor = new StreamTurnReactor(ctx, sessions);
+  auto* reactor = new StreamTurnReactor(ctx, sessions, auth);
   reactor->Start(*request);
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::Event>* StartWatch(grpc::CallbackServerContext* ctx,
                                                 runtime::SessionManager* sessions,
+                                                auth::Authenticator* auth,
                                                 const v1::WatchEventsRequest* request) {
-  auto* reactor = new WatchReactor(ctx, sessions);
+  auto* reactor = new WatchReactor(ctx, sessions, auth);
   reactor->Start(*request);
   return reactor;
+}
+
+absl::Status NotBuiltYet(const char* method) {
+  return absl::UnimplementedError(
+      absl::StrCat(method, " is not available in this version of agentd yet"));
 }
 
 }  // namespace agentd::rpc

@@ -23,11 +23,19 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-CallScope::CallScope(grpc::CallbackServerContext* ctx, const char* method)
+CallScope::CallScope(grpc::CallbackServerContext* ctx, const char* method,
+                     auth::Authenticator* auth)
     : method_(method), start_(absl::Now()) {
   std::string given = Metadata(ctx, "x-agentd-request-id");
   request_id_ = (!given.empty() && ValidateId("request id", given).ok()) ? given : NewId("req_");
   ctx->AddInitialMetadata("x-agentd-request-id", request_id_);
+  peer_ = ctx->peer();
+  auto identity = auth->Check(Metadata(ctx, "authorization"), call_info());
+  if (identity.ok()) {
+    identity_ = *std::move(identity);
+  } else {
+    auth_status_ = identity.status();
+  }
   const auto dl = ctx->deadline();
   const auto now = std::chrono::system_clock::now();
   deadline_ = (dl - now > std::chrono::hours(24 * 365)) ? absl::InfiniteFuture() : absl::FromChrono(dl);

@@ -10,27 +10,32 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/authenticator.h"
 
 namespace agentd::rpc {
 
 /// Maps an absl::Status to a grpc::Status (same code numbers, message kept).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-/// The authenticated caller. Until the Projects API lands every caller is the `default`
-/// project; the project id always comes from here, never from a request field.
-struct Identity {
-  std::string project_id = "default";
-};
+using auth::Identity;
 
 /// Started at the top of every handler: assigns the request id (the client's
 /// `x-agentd-request-id` if it sent a sane one), adds it to the response's initial metadata,
-/// resolves the caller, and logs the outcome with the id when the call ends.
+/// authenticates and authorizes the caller (the one place every RPC goes through; `method` is
+/// the RPC's short name, looked up in auth/policy), and logs the outcome with the id when the
+/// call ends. When !ok() the handler must finish with auth_status() and do nothing else.
 class CallScope {
  public:
-  CallScope(grpc::CallbackServerContext* ctx, const char* method);
+  CallScope(grpc::CallbackServerContext* ctx, const char* method, auth::Authenticator* auth);
 
-  const std::string& request_id() const { return request_id_; }
+  bool ok() const { return auth_status_.ok(); }
+  const absl::Status& auth_status() const { return auth_status_; }
+  /// The authenticated caller (meaningful only when ok()). Every storage key's project prefix
+  /// comes from here, never from a request field.
   const Identity& identity() const { return identity_; }
+  /// Request id, method and peer, for audit records.
+  auth::CallInfo call_info() const { return {method_, request_id_, peer_}; }
+  const std::string& request_id() const { return request_id_; }
   const char* method() const { return method_; }
   /// The call's deadline (InfiniteFuture when the client set none).
   absl::Time deadline() const { return deadline_; }
@@ -40,7 +45,9 @@ class CallScope {
  private:
   const char* method_;
   std::string request_id_;
+  std::string peer_;
   Identity identity_;
+  absl::Status auth_status_;
   absl::Time deadline_;
   absl::Time start_;
 };
@@ -48,6 +55,16 @@ class CallScope {
 /// Finishes a unary call on the context's default reactor.
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const CallScope& scope,
                                       const absl::Status& status);
+
+/// Runs a unary handler body: authenticates, then `body(identity)` (returning absl::Status)
+/// only when the caller may make the call, and finishes the call with its status.
+template <typename Body>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method,
+                                auth::Authenticator* auth, Body&& body) {
+  CallScope scope(ctx, method, auth);
+  if (!scope.ok()) return FinishUnary(ctx, scope, scope.auth_status());
+  return FinishUnary(ctx, scope, body(scope));
+}
 
 /// Copies a successful value into a response message; returns the status either way.
 template <typename T>

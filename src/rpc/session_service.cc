@@ -7,50 +7,51 @@ namespace agentd::rpc {
 grpc::ServerUnaryReactor* SessionServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
                                                             const v1::CreateSessionRequest* request,
                                                             v1::Session* response) {
-  CallScope scope(ctx, "CreateSession");
-  return FinishUnary(ctx, scope,
-                     Assign(sessions_->Create(scope.identity().project_id, *request), response));
+  return Unary(ctx, "CreateSession", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->Create(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
                                                          const v1::GetSessionRequest* request,
                                                          v1::Session* response) {
-  CallScope scope(ctx, "GetSession");
-  return FinishUnary(
-      ctx, scope, Assign(sessions_->Get(scope.identity().project_id, request->session_id()), response));
+  return Unary(ctx, "GetSession", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->Get(scope.identity().project_id, request->session_id()), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
                                                            const v1::ListSessionsRequest* request,
                                                            v1::ListSessionsResponse* response) {
-  CallScope scope(ctx, "ListSessions");
-  return FinishUnary(ctx, scope,
-                     Assign(sessions_->List(scope.identity().project_id, *request), response));
+  return Unary(ctx, "ListSessions", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->List(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::DeleteSession(grpc::CallbackServerContext* ctx,
                                                             const v1::DeleteSessionRequest* request,
                                                             google::protobuf::Empty*) {
-  CallScope scope(ctx, "DeleteSession");
-  return FinishUnary(ctx, scope,
-                     sessions_->Delete(scope.identity().project_id, request->session_id()));
+  return Unary(ctx, "DeleteSession", auth_, [&](const CallScope& scope) {
+    return sessions_->Delete(scope.identity().project_id, request->session_id());
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::RunTurn(grpc::CallbackServerContext* ctx,
                                                       const v1::RunTurnRequest* request,
                                                       v1::TurnResult* response) {
-  return StartRunTurn(ctx, sessions_, request, response);
+  return StartRunTurn(ctx, sessions_, auth_, request, response);
 }
 
 grpc::ServerWriteReactor<v1::TurnEvent>* SessionServiceImpl::StreamTurn(
     grpc::CallbackServerContext* ctx, const v1::RunTurnRequest* request) {
-  return StartStreamTurn(ctx, sessions_, request);
+  return StartStreamTurn(ctx, sessions_, auth_, request);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::CancelTurn(grpc::CallbackServerContext* ctx,
                                                          const v1::CancelTurnRequest* request,
                                                          v1::TurnResult* response) {
-  auto scope = std::make_shared<CallScope>(ctx, "CancelTurn");
+  auto scope = std::make_shared<CallScope>(ctx, "CancelTurn", auth_);
+  if (!scope->ok()) return FinishUnary(ctx, *scope, scope->auth_status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   sessions_->CancelTurn(scope->identity().project_id, request->session_id(),
                         [scope, reactor, response](const absl::Status& st, const v1::TurnResult& r) {
@@ -63,14 +64,52 @@ grpc::ServerUnaryReactor* SessionServiceImpl::CancelTurn(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* SessionServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,
                                                          const v1::ListEventsRequest* request,
                                                          v1::ListEventsResponse* response) {
-  CallScope scope(ctx, "ListEvents");
-  return FinishUnary(ctx, scope,
-                     Assign(sessions_->ListEvents(scope.identity().project_id, *request), response));
+  return Unary(ctx, "ListEvents", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->ListEvents(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerWriteReactor<v1::Event>* SessionServiceImpl::WatchEvents(
     grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
-  return StartWatch(ctx, sessions_, request);
+  return StartWatch(ctx, sessions_, auth_, request);
+}
+
+// ---- Not built yet: authenticated like every RPC, then UNIMPLEMENTED ----------------------
+
+grpc::ServerUnaryReactor* SessionServiceImpl::ForkSession(grpc::CallbackServerContext* ctx,
+                                                          const v1::ForkSessionRequest*,
+                                                          v1::Session*) {
+  return Unary(ctx, "ForkSession", auth_, [](const CallScope&) { return NotBuiltYet("ForkSession"); });
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::GetState(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetStateRequest*, v1::StateEntry*) {
+  return Unary(ctx, "GetState", auth_, [](const CallScope&) { return NotBuiltYet("GetState"); });
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::PutState(grpc::CallbackServerContext* ctx,
+                                                       const v1::PutStateRequest*, v1::StateEntry*) {
+  return Unary(ctx, "PutState", auth_, [](const CallScope&) { return NotBuiltYet("PutState"); });
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::ListState(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListStateRequest*,
+                                                        v1::ListStateResponse*) {
+  return Unary(ctx, "ListState", auth_, [](const CallScope&) { return NotBuiltYet("ListState"); });
+}
+
+grpc::ServerWriteReactor<v1::ExportChunk>* SessionServiceImpl::ExportSession(
+    grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest*) {
+  CallScope scope(ctx, "ExportSession", auth_);
+  return FinishedWriter<v1::ExportChunk>(
+      scope.Done(scope.ok() ? NotBuiltYet("ExportSession") : scope.auth_status()));
+}
+
+grpc::ServerReadReactor<v1::ExportChunk>* SessionServiceImpl::ImportSession(
+    grpc::CallbackServerContext* ctx, v1::Session*) {
+  CallScope scope(ctx, "ImportSession", auth_);
+  return FinishedReader<v1::ExportChunk>(
+      scope.Done(scope.ok() ? NotBuiltYet("ImportSession") : scope.auth_status()));
 }
 
 }  // namespace agentd::rpc

@@ -3,13 +3,15 @@
 #pragma once
 
 #include "agentd/v1/session.grpc.pb.h"
+#include "auth/authenticator.h"
 #include "runtime/session_manager.h"
 
 namespace agentd::rpc {
 
 class SessionServiceImpl final : public v1::SessionService::CallbackService {
  public:
-  explicit SessionServiceImpl(runtime::SessionManager* sessions) : sessions_(sessions) {}
+  SessionServiceImpl(runtime::SessionManager* sessions, auth::Authenticator* auth)
+      : sessions_(sessions), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
                                           const v1::CreateSessionRequest* request,
@@ -37,8 +39,27 @@ class SessionServiceImpl final : public v1::SessionService::CallbackService {
   grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* ctx,
                                                    const v1::WatchEventsRequest* request) override;
 
+  // Authenticated, then UNIMPLEMENTED until the state/fork/export work lands.
+  grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* ctx,
+                                        const v1::ForkSessionRequest* request,
+                                        v1::Session* response) override;
+  grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* ctx,
+                                     const v1::GetStateRequest* request,
+                                     v1::StateEntry* response) override;
+  grpc::ServerUnaryReactor* PutState(grpc::CallbackServerContext* ctx,
+                                     const v1::PutStateRequest* request,
+                                     v1::StateEntry* response) override;
+  grpc::ServerUnaryReactor* ListState(grpc::CallbackServerContext* ctx,
+                                      const v1::ListStateRequest* request,
+                                      v1::ListStateResponse* response) override;
+  grpc::ServerWriteReactor<v1::ExportChunk>* ExportSession(
+      grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) override;
+  grpc::ServerReadReactor<v1::ExportChunk>* ImportSession(grpc::CallbackServerContext* ctx,
+                                                          v1::Session* response) override;
+
  private:
   runtime::SessionManager* sessions_;
+  auth::Authenticator* auth_;
 };
 
 }  // namespace agentd::rpc

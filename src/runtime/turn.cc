@@ -108,6 +108,9 @@ absl::Status Turn::Prepare() {
   max_steps_ = agent_.max_steps_per_turn() > 0 ? agent_.max_steps_per_turn() : deps_.default_max_steps;
   for (const v1::ToolSpec& t : agent_.tools()) tools_.emplace(t.name(), t);
 
+  // Budget, token limit and request rate: before anything is appended or any model is called.
+  if (deps_.limits != nullptr) AGENTD_RETURN_IF_ERROR(deps_.limits->AdmitTurn(project_id_));
+
   const std::string key = EventHub::Key(project_id_, s.session_id());
   history_ = deps_.history->Get(key, s.last_seq());
   if (history_ == nullptr) {
@@ -184,6 +187,13 @@ void Turn::RunStep() {
     FinishTurn({v1::TURN_STATUS_FAILED, absl::OkStatus(),
                 absl::StrCat("max_steps_per_turn (", max_steps_, ") reached")});
     return;
+  }
+  if (steps_ > 0 && deps_.limits != nullptr) {
+    absl::Status limit = deps_.limits->CheckStep(project_id_);
+    if (!limit.ok()) {
+      Fail(limit);
+      return;
+    }
   }
   const int32_t step = ++steps_;
   backend::ModelRequest req;
@@ -264,6 +274,12 @@ void Turn::OnModelDone(absl::StatusOr<backend::ModelResponse> response) {
   step_usage.set_cost_usd(deps_.router->Cost(served_model, r.input_tokens, r.output_tokens));
   AddUsage(&usage_, step_usage);
   AddUsage(record_.mutable_session()->mutable_usage(), step_usage);
+  for (store::UsageDelta& d : auth::UsageDeltas(agent_.agent_id(), request_.session_id(),
+                                                served_model, auth::DayOf(absl::Now()),
+                                                step_usage)) {
+    pending_usage_.push_back(std::move(d));
+  }
+  AddUsage(&pending_usage_total_, step_usage);
 
   for (v1::ToolCall& c : r.tool_calls) {
     if (c.id().empty()) c.set_id(NewId("call_"));
@@ -337,11 +353,17 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
     w.idempotency_key = idempotency_key;
     w.idempotency = *idem;
   }
+  w.usage = pending_usage_;  // counted in the same batch as the step's events
   const std::string key = EventHub::Key(project_id_, request_.session_id());
   absl::Status st = deps_.store->CommitSessionWrite(w);
   if (!st.ok()) {
     deps_.history->Erase(key);
     return st;
+  }
+  if (!pending_usage_.empty()) {
+    if (deps_.limits != nullptr) deps_.limits->Recorded(project_id_, pending_usage_total_);
+    pending_usage_.clear();
+    pending_usage_total_.Clear();
   }
   record_.set_revision(record_.revision() + 1);
   // This turn owns the session: extend the shared history in place.

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "agentd/storage/records.pb.h"
 #include "agentd/v1/session.pb.h"
+#include "auth/limits.h"
 #include "backend/model_router.h"
 #include "runtime/event_hub.h"
 #include "runtime/executor.h"
@@ -54,6 +55,8 @@ struct TurnDeps {
   EventHub* hub = nullptr;
   HistoryCache* history = nullptr;
   Executor* executor = nullptr;  // runs turn work (commits block on fsync)
+  /// Project limits, checked before every model call; null = unlimited (unit tests).
+  auth::LimitEnforcer* limits = nullptr;
   int32_t default_max_steps = 8;
 };
 
@@ -120,6 +123,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   int32_t steps_ = 0;
   int32_t max_steps_ = 8;
   v1::Usage usage_;
+  // Usage of model calls not committed yet: goes into the next commit's batch.
+  std::vector<store::UsageDelta> pending_usage_;
+  v1::Usage pending_usage_total_;
   std::vector<v1::ToolCall> answered_calls_;  // pending calls this turn's tool_results answer
   std::vector<v1::ToolCall> client_calls_;    // calls the client must run (REQUIRES_ACTION)
   std::string output_text_;

@@ -3,6 +3,8 @@
 // field's full key path, and remembers which keys were consumed so unknown ones are reported.
 #include "server/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -330,6 +332,14 @@ absl::Status ReadRouter(const YAML::Node& node, const std::string& path, RouterC
   return f.Finish();
 }
 
+absl::Status ReadTls(const YAML::Node& node, const std::string& path, TlsConfig* t) {
+  Fields f(node, path);
+  f.Str("cert_file", &t->cert_file);
+  f.Str("key_file", &t->key_file);
+  f.Str("client_ca_file", &t->client_ca_file);
+  return f.Finish();
+}
+
 absl::Status ReadTop(const YAML::Node& node, Config* c) {
   Fields f(node, "");
   f.Str("listen", &c->listen);
@@ -343,6 +353,8 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Int("default_max_steps_per_turn", &c->default_max_steps_per_turn, 1, 1000);
   f.Int("history_cache_sessions", &c->history_cache_sessions, 0, 10000000);
   f.Int("turn_threads", &c->turn_threads, 1, 1024);
+  f.Struct<TlsConfig>("tls", &c->tls, ReadTls);
+  f.Bool("allow_plaintext", &c->allow_plaintext);
   f.Struct<StoreConfig>("store", &c->store, ReadStore);
   f.Struct<RouterConfig>("router", &c->router, ReadRouter);
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);
@@ -489,7 +501,59 @@ absl::Status ValidateMcpServers(const std::vector<McpServerConfig>& servers) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateTls(const TlsConfig& tls) {
+  if (!tls.cert_file.empty() && tls.key_file.empty()) {
+    return Invalid("tls.key_file", "must be set when tls.cert_file is set");
+  }
+  if (tls.cert_file.empty() && !tls.key_file.empty()) {
+    return Invalid("tls.cert_file", "must be set when tls.key_file is set");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    return Invalid("tls.client_ca_file",
+                   "client certificates (mTLS) need TLS: set tls.cert_file and tls.key_file");
+  }
+  return absl::OkStatus();
+}
+
+// The host part of HOST:PORT or [HOST]:PORT (brackets removed); the whole string if no port.
+std::string ListenHost(const std::string& listen) {
+  if (absl::StartsWith(listen, "[")) {
+    const size_t close = listen.find(']');
+    return close == std::string::npos ? listen : listen.substr(1, close - 1);
+  }
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return listen;
+  // More than one colon without brackets: a bare IPv6 address, no port.
+  if (listen.find(':') != colon) return listen;
+  return listen.substr(0, colon);
+}
+
 }  // namespace
+
+bool IsLocalListenAddress(const std::string& listen) {
+  if (absl::StartsWith(listen, "unix:") || absl::StartsWith(listen, "unix-abstract:")) return true;
+  const std::string host = ListenHost(listen);
+  if (absl::EqualsIgnoreCase(host, "localhost")) return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    // ::ffff:127.x.y.z
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+absl::Status CheckPlaintextAllowed(const Config& config) {
+  if (config.tls.enabled() || config.allow_plaintext || IsLocalListenAddress(config.listen)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "refusing to serve plaintext gRPC on ", config.listen,
+      ": set tls.cert_file/tls.key_file, or allow_plaintext: true behind a TLS-terminating "
+      "proxy"));
+}
 
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   try {
@@ -536,6 +600,8 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
 absl::Status ValidateConfig(const Config& config) {
   if (config.listen.empty()) return Invalid("listen", "must not be empty");
   if (config.data_dir.empty()) return Invalid("data_dir", "must not be empty");
+  AGENTD_RETURN_IF_ERROR(ValidateTls(config.tls));
+  AGENTD_RETURN_IF_ERROR(CheckPlaintextAllowed(config));
   if (config.store.type == "postgres") {
     AGENTD_RETURN_IF_ERROR(RequireEnv("store.postgres_dsn_env", config.store.postgres_dsn_env));
   }

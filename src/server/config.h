@@ -62,6 +62,15 @@ struct StoreConfig {
   std::string postgres_dsn_env = "AGENTD_POSTGRES_DSN";
 };
 
+/// TLS for the gRPC listener. cert_file and key_file go together; client_ca_file (needs both)
+/// turns on mTLS: clients must present a certificate signed by that CA.
+struct TlsConfig {
+  std::string cert_file;       // PEM server certificate chain
+  std::string key_file;        // PEM private key of cert_file
+  std::string client_ca_file;  // PEM CA bundle for client certificates (empty = no mTLS)
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct Config {
   std::string listen = "127.0.0.1:7700";
   std::string data_dir = "./data";
@@ -74,6 +83,8 @@ struct Config {
   int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
   int64_t history_cache_sessions = 4096;         // sessions whose logs stay in memory, >= 0
   int32_t turn_threads = 32;                     // workers running turns (commits block), 1..1024
+  TlsConfig tls;
+  bool allow_plaintext = false;  // serve plaintext on a non-loopback listen (behind a TLS proxy)
   StoreConfig store;
   RouterConfig router;
   std::vector<BackendConfig> backends;
@@ -88,7 +99,17 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text);
 /// Reads and parses `path`; NOT_FOUND / INVALID_ARGUMENT with the path in the message.
 absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 
-/// Cross-field checks (backend/model references, duplicate names, required fields).
+/// Cross-field checks (backend/model references, duplicate names, required fields, the TLS
+/// pairing and the plaintext rule of CheckPlaintextAllowed).
 absl::Status ValidateConfig(const Config& config);
+
+/// True when the host of `listen` (HOST:PORT, [V6]:PORT, or unix:PATH) only accepts local
+/// connections: 127.0.0.0/8, ::1, localhost, or a unix socket.
+bool IsLocalListenAddress(const std::string& listen);
+
+/// Without tls.cert_file, plaintext gRPC is served only on a local listen address, unless
+/// allow_plaintext is set (a TLS-terminating proxy in front). INVALID_ARGUMENT otherwise,
+/// with a message telling the operator what to set.
+absl::Status CheckPlaintextAllowed(const Config& config);
 
 }  // namespace agentd::server

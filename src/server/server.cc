@@ -1,6 +1,6 @@
 #include "server/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <thread>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -9,36 +9,35 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "agentd/v1/memory.grpc.pb.h"
-#include "agentd/v1/project.grpc.pb.h"
+#include "auth/audit.h"
+#include "auth/authenticator.h"
+#include "auth/bootstrap.h"
+#include "auth/limits.h"
+#include "auth/project_manager.h"
 #include "backend/echo_backend.h"
 #include "backend/model_router.h"
 #include "backend/openai_backend.h"
 #include "rpc/agent_service.h"
+#include "rpc/memory_service.h"
+#include "rpc/project_service.h"
+#include "rpc/reflection_service.h"
 #include "rpc/session_service.h"
 #include "runtime/agent_manager.h"
 #include "runtime/event_hub.h"
 #include "runtime/executor.h"
 #include "runtime/history_cache.h"
 #include "runtime/session_manager.h"
+#include "server/tls.h"
 #include "store/rocksdb_store.h"
 
 namespace agentd::server {
-namespace {
-
-// Services whose RPCs are not built yet: registered so reflection lists them; every RPC
-// answers UNIMPLEMENTED (the generated default).
-class MemoryServicePlaceholder final : public v1::MemoryService::CallbackService {};
-class ProjectServicePlaceholder final : public v1::ProjectService::CallbackService {};
-
-}  // namespace
 
 struct AgentdServer::ShutdownState {
   absl::Mutex mu;
   bool started ABSL_GUARDED_BY(mu) = false;
   bool done ABSL_GUARDED_BY(mu) = false;
-  MemoryServicePlaceholder memory;
-  ProjectServicePlaceholder project;
+  // The audit retention sweeper (hourly) stops when `started` is set.
+  std::thread sweeper;
 };
 
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
@@ -112,6 +111,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
     return absl::InvalidArgumentError(
         absl::StrCat("store.type \"", cfg.store.type, "\" is not supported by this build yet"));
   }
+  // TLS files are checked before anything touches the data dir.
+  auto credentials = BuildServerCredentials(cfg);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<AgentdServer> server(new AgentdServer());
   server->options_ = options;
   server->shutdown_ = std::make_unique<ShutdownState>();
@@ -123,6 +125,18 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   auto opened = store::RocksDbStore::Open(store_options);
   if (!opened.ok()) return opened.status();
   server->store_ = *std::move(opened);
+
+  auth::BootstrapOptions bootstrap;
+  bootstrap.data_dir = cfg.data_dir;
+  bootstrap.bootstrap_key = options.bootstrap_key;
+  st = auth::EnsureBootstrap(server->store_.get(), bootstrap);
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat("bootstrap: ", st.message()));
+  server->audit_ = std::make_unique<auth::AuditLog>(server->store_.get());
+  server->authenticator_ =
+      std::make_unique<auth::Authenticator>(server->store_.get(), server->audit_.get());
+  server->limits_ = std::make_unique<auth::LimitEnforcer>(server->store_.get());
+  server->projects_ =
+      std::make_unique<auth::ProjectManager>(server->store_.get(), server->limits_.get());
 
   auto router = BuildRouter(cfg, options.extra_backends);
   if (!router.ok()) return router.status();
@@ -138,33 +152,58 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   deps.hub = server->hub_.get();
   deps.history = server->history_.get();
   deps.default_max_steps = cfg.default_max_steps_per_turn;
+  deps.limits = server->limits_.get();
   server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
 
-  server->agent_service_ = std::make_unique<rpc::AgentServiceImpl>(server->agents_.get());
-  server->session_service_ = std::make_unique<rpc::SessionServiceImpl>(server->sessions_.get());
+  auth::Authenticator* authn = server->authenticator_.get();
+  server->agent_service_ = std::make_unique<rpc::AgentServiceImpl>(server->agents_.get(), authn);
+  server->session_service_ =
+      std::make_unique<rpc::SessionServiceImpl>(server->sessions_.get(), authn);
+  server->memory_service_ = std::make_unique<rpc::MemoryServiceImpl>(authn);
+  server->project_service_ =
+      std::make_unique<rpc::ProjectServiceImpl>(server->projects_.get(), authn);
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  server->reflection_service_ = std::make_unique<rpc::ReflectionService>(
+      std::vector<std::string>{"agentd.v1.AgentService", "agentd.v1.SessionService",
+                               "agentd.v1.MemoryService", "agentd.v1.ProjectService",
+                               "grpc.health.v1.Health"},
+      authn);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(cfg.listen, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(cfg.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(cfg.max_message_bytes));
   builder.RegisterService(server->agent_service_.get());
   builder.RegisterService(server->session_service_.get());
-  builder.RegisterService(&server->shutdown_->memory);
-  builder.RegisterService(&server->shutdown_->project);
+  builder.RegisterService(server->memory_service_.get());
+  builder.RegisterService(server->project_service_.get());
+  builder.RegisterService(server->reflection_service_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen,
                                                " (address in use or not valid?)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->StartAuditSweeper(absl::Hours(24) * kAuditRetentionDays);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
   return server;
+}
+
+void AgentdServer::StartAuditSweeper(absl::Duration retention) {
+  auth::AuditLog* audit = audit_.get();
+  ShutdownState* state = shutdown_.get();
+  state->sweeper = std::thread([audit, state, retention] {
+    for (;;) {
+      absl::Status st = audit->Sweep(retention);
+      if (!st.ok()) spdlog::warn("audit retention sweep failed: {}", st.ToString());
+      absl::MutexLock lock(&state->mu);
+      if (state->mu.AwaitWithTimeout(absl::Condition(&state->started), absl::Hours(1))) return;
+    }
+  });
 }
 
 std::string AgentdServer::address() const {
@@ -182,6 +221,7 @@ void AgentdServer::Shutdown(absl::Duration grace) {
     }
     shutdown_->started = true;
   }
+  if (shutdown_->sweeper.joinable()) shutdown_->sweeper.join();
   spdlog::info("agentd draining: {} turn(s) in flight, grace {}", sessions_->active_turns(),
                absl::FormatDuration(grace));
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);

@@ -22,6 +22,12 @@ class ModelRouter;
 namespace agentd::store {
 class ContextStore;
 }
+namespace agentd::auth {
+class AuditLog;
+class Authenticator;
+class LimitEnforcer;
+class ProjectManager;
+}  // namespace agentd::auth
 namespace agentd::runtime {
 class AgentManager;
 class EventHub;
@@ -31,10 +37,16 @@ class SessionManager;
 }  // namespace agentd::runtime
 namespace agentd::rpc {
 class AgentServiceImpl;
+class MemoryServiceImpl;
+class ProjectServiceImpl;
+class ReflectionService;
 class SessionServiceImpl;
 }  // namespace agentd::rpc
 
 namespace agentd::server {
+
+/// How long audit records are kept.
+inline constexpr int kAuditRetentionDays = 90;
 
 struct ServerOptions {
   Config config;
@@ -65,10 +77,16 @@ class AgentdServer {
 
  private:
   AgentdServer() = default;
+  /// Deletes audit records older than `retention` now and then hourly, until Shutdown.
+  void StartAuditSweeper(absl::Duration retention);
 
   ServerOptions options_;
   int port_ = 0;
   std::unique_ptr<store::ContextStore> store_;
+  std::unique_ptr<auth::AuditLog> audit_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
+  std::unique_ptr<auth::LimitEnforcer> limits_;
+  std::unique_ptr<auth::ProjectManager> projects_;
   std::unique_ptr<backend::ModelRouter> router_;
   std::unique_ptr<runtime::EventHub> hub_;
   std::unique_ptr<runtime::HistoryCache> history_;
@@ -78,6 +96,9 @@ class AgentdServer {
   std::unique_ptr<runtime::Executor> executor_;
   std::unique_ptr<rpc::AgentServiceImpl> agent_service_;
   std::unique_ptr<rpc::SessionServiceImpl> session_service_;
+  std::unique_ptr<rpc::MemoryServiceImpl> memory_service_;
+  std::unique_ptr<rpc::ProjectServiceImpl> project_service_;
+  std::unique_ptr<rpc::ReflectionService> reflection_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   struct ShutdownState;
   std::unique_ptr<ShutdownState> shutdown_;

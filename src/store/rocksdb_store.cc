@@ -11,8 +11,6 @@
 #include <system_error>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -33,73 +31,25 @@ namespace agentd::store {
 namespace {
 
 using internal::Batch;
+using internal::CheckId;
+using internal::CheckIds;
+using internal::DecodePageToken;
 using internal::FromRocks;
+using internal::KeyExists;
+using internal::MalformedKey;
+using internal::NormalizePageSize;
+using internal::NotFound;
+using internal::ParseValue;
 using internal::PrefixIterator;
 using internal::ToSlice;
 using internal::ToView;
 
 using schema::ColumnFamily;
 
-constexpr int32_t kDefaultPageSize = 50;
-constexpr int32_t kMaxPageSize = 1000;
 constexpr size_t kWriteBufferBytes = 64 << 20;       // per column family memtable
 constexpr size_t kAllWriteBuffersBytes = 256 << 20;  // cap over all memtables
 constexpr uint64_t kMaxTotalWalBytes = 256 << 20;    // bounds WAL disk use and replay time
 constexpr size_t kBlockCacheBytes = 64 << 20;
-
-
-
-absl::Status CheckId(absl::string_view field, absl::string_view id) {
-  if (schema::IsValidKeyComponent(id)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be 1..", kMaxIdLength, " bytes long (got ", id.size(), ")"));
-}
-
-absl::Status CheckIds(absl::string_view project_id, absl::string_view field, absl::string_view id) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  return CheckId(field, id);
-}
-
-absl::Status NotFound(absl::string_view kind, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
-}
-
-absl::Status MalformedKey(absl::string_view kind, absl::string_view key) {
-  return absl::DataLossError(absl::StrCat("malformed ", kind, " key ", HexEncode(key)));
-}
-
-size_t NormalizePageSize(int32_t page_size) {
-  if (page_size <= 0) return kDefaultPageSize;
-  return static_cast<size_t>(std::min(page_size, kMaxPageSize));
-}
-
-// Page tokens are the hex of the last id returned; the next page starts after that id.
-absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
-  const bool hex = token.size() % 2 == 0 && std::all_of(token.begin(), token.end(), [](char c) {
-                     return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
-                   });
-  std::string id = hex ? absl::HexStringToBytes(token) : std::string();
-  if (!schema::IsValidKeyComponent(id)) return absl::InvalidArgumentError("malformed page_token");
-  return id;
-}
-
-template <typename T>
-absl::Status ParseValue(absl::string_view kind, absl::string_view key, const rocksdb::Slice& value,
-                        T* out) {
-  if (out->ParseFromArray(value.data(), static_cast<int>(value.size()))) return absl::OkStatus();
-  return absl::DataLossError(absl::StrCat("corrupt ", kind, " record (key ", HexEncode(key), ")"));
-}
-
-absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
-                               rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
-  rocksdb::PinnableSlice value;
-  const rocksdb::Status s = db->Get(ro, cf, key, &value);
-  if (s.IsNotFound()) return false;
-  AGENTD_RETURN_IF_ERROR(FromRocks(s, "get"));
-  return true;
-}
-
-
 
 /// Where a page of a project's agents or sessions starts: after the id in the token, if any.
 absl::StatusOr<std::string> PageStart(const std::string& project_id, const std::string& token) {
@@ -160,13 +110,7 @@ absl::StatusOr<std::optional<T>> RocksDbStore::Get(ColumnFamily cf, absl::string
                                                    const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
-  rocksdb::PinnableSlice value;
-  const rocksdb::Status s = db_->Get(ro, Cf(cf), key, &value);
-  if (s.IsNotFound()) return std::optional<T>();
-  AGENTD_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get ", kind)));
-  T msg;
-  AGENTD_RETURN_IF_ERROR(ParseValue(kind, key, value, &msg));
-  return std::optional<T>(std::move(msg));
+  return internal::GetValue<T>(db_.get(), ro, Cf(cf), kind, key);
 }
 
 RocksDbStore::~RocksDbStore() {
@@ -205,8 +149,13 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   for (const schema::ColumnFamilyInfo& info : schema::kColumnFamilies) {
     descriptors.emplace_back(info.name, cf_options);
   }
-  // RocksDB refuses to open a database without naming all its column families. Open the ones a
-  // newer format may have added too, so that the format check below reports the real problem.
+  // Usage counters are only ever written by Merge (no read-modify-write on the hot path).
+  descriptors[schema::Index(ColumnFamily::kUsage)].options.merge_operator =
+      internal::NewUsageMergeOperator();
+  // Families of the schema missing from an existing data dir (one written before they were
+  // added) are created by create_missing_column_families. RocksDB refuses to open a database
+  // without naming all its column families: open the ones a newer format may have added too, so
+  // that the format check below reports the real problem.
   std::vector<std::string> existing;
   if (rocksdb::DB::ListColumnFamilies(db_options, path, &existing).ok()) {
     for (const std::string& name : existing) {
@@ -488,6 +437,7 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
     return absl::InvalidArgumentError(
         absl::StrCat("the record and every event must have session_id ", session_id));
   }
+  AGENTD_RETURN_IF_ERROR(internal::CheckUsageDeltas(write.usage));
 
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
@@ -513,7 +463,8 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
                                                    new_last));
   }
 
-  // One batch: the events, the new record and the idempotency record land together or not at all.
+  // One batch: the events, the new record, the idempotency record and the usage counters land
+  // together or not at all.
   Batch batch;
   for (const v1::Event& event : write.events) {
     batch.Put(Cf(ColumnFamily::kEvents),
@@ -527,6 +478,7 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
               schema::IdempotencyKey(project_id, session_id, write.idempotency_key),
               write.idempotency);
   }
+  internal::MergeUsage(&batch, Cf(ColumnFamily::kUsage), project_id, write.usage);
   return batch.Commit(db_.get(), options_.durability);
 }
 

@@ -1,5 +1,7 @@
 // RocksDbStore: the embedded ContextStore, one RocksDB database in the data dir.
 // Schema (column families, keys, values, format version): store/schema.h and docs/storage.md.
+// Agents and sessions are in rocksdb_store.cc; projects, API keys, usage and audit in
+// rocksdb_tenancy.cc.
 #pragma once
 
 #include <array>
@@ -14,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "store/context_store.h"
 #include "store/schema.h"
 
@@ -46,12 +49,15 @@ class RocksDbStore final : public ContextStore {
   RocksDbStore& operator=(const RocksDbStore&) = delete;
 
   // ContextStore. All methods are thread-safe. Read-check-write methods (PutAgentVersion,
-  // DeleteAgent, CreateSession, DeleteSession, CommitSessionWrite) hold the lock stripe of their
-  // (project, id) for the read and the write, so they are atomic against each other within this
-  // process (the data dir LOCK keeps other processes out). Each mutating method commits exactly
-  // one WriteBatch. Reads take no locks and see a consistent snapshot per call.
-  // Ids (project, agent, session, idempotency key) must be 1..kMaxIdLength bytes, else
-  // INVALID_ARGUMENT. Undecodable keys and unparsable values are DATA_LOSS.
+  // DeleteAgent, CreateSession, DeleteSession, CommitSessionWrite, CreateProject,
+  // SetProjectLimits, CreateApiKey, RevokeApiKey) hold the lock stripe of their (project, id) —
+  // (project, "") for a project, ("", key_id) for an API key — for the read and the write, so
+  // they are atomic against each other within this process (the data dir LOCK keeps other
+  // processes out). Each mutating method commits exactly one WriteBatch. Reads take no locks and
+  // see a consistent snapshot per call.
+  // Ids (project, agent, session, idempotency key, API key, audit id, usage group) must be
+  // 1..kMaxIdLength bytes, else INVALID_ARGUMENT. Undecodable keys and unparsable values are
+  // DATA_LOSS.
   [[nodiscard]] absl::Status PutAgentVersion(const std::string& project_id, const v1::Agent& agent,
                                              int64_t expected_latest_version) override;
   [[nodiscard]] absl::StatusOr<v1::Agent> GetAgent(const std::string& project_id,
@@ -82,6 +88,47 @@ class RocksDbStore final : public ContextStore {
   [[nodiscard]] absl::StatusOr<std::optional<storage::IdempotencyRecord>> GetIdempotency(
       const std::string& project_id, const std::string& session_id,
       const std::string& key) override;
+  // Tenancy (rocksdb_tenancy.cc). An `audit` event needs audit_id (1..kMaxIdLength bytes),
+  // project_id and time, else INVALID_ARGUMENT and nothing is written.
+  [[nodiscard]] absl::Status CreateProject(const v1::Project& project,
+                                           const v1::AuditEvent& audit) override;
+  [[nodiscard]] absl::StatusOr<v1::Project> GetProject(const std::string& project_id) override;
+  /// Page tokens are the hex of the last project id returned.
+  [[nodiscard]] absl::StatusOr<ProjectPage> ListProjects(int32_t page_size,
+                                                         const std::string& page_token) override;
+  [[nodiscard]] absl::StatusOr<v1::Project> SetProjectLimits(
+      const std::string& project_id, const v1::ProjectLimits& limits,
+      const google::protobuf::Timestamp& update_time, const v1::AuditEvent& audit) override;
+  [[nodiscard]] absl::Status CreateApiKey(const storage::ApiKeyRecord& record,
+                                          const v1::AuditEvent& audit) override;
+  [[nodiscard]] absl::StatusOr<storage::ApiKeyRecord> GetApiKey(const std::string& key_id) override;
+  /// Scans every key of every project (no per-project index): fine for hundreds of keys.
+  [[nodiscard]] absl::StatusOr<std::vector<v1::ApiKey>> ListApiKeys(
+      const std::string& project_id) override;
+  /// Revoking a revoked key writes nothing (not even `audit`) and returns the stored key.
+  [[nodiscard]] absl::StatusOr<v1::ApiKey> RevokeApiKey(
+      const std::string& project_id, const std::string& key_id,
+      const google::protobuf::Timestamp& revoke_time, const v1::AuditEvent& audit) override;
+  /// One Merge per delta, no read and no lock. INVALID_ARGUMENT (nothing written) for an unknown
+  /// dimension, a negative day, a group on a kDay delta or a bad group on another dimension;
+  /// CommitSessionWrite checks its `usage` the same way.
+  [[nodiscard]] absl::Status AddUsage(const std::string& project_id,
+                                      const std::vector<UsageDelta>& deltas) override;
+  /// Days before 0 are clamped to 0 (no counter has a negative day).
+  [[nodiscard]] absl::StatusOr<std::vector<UsageCounter>> ReadUsage(const std::string& project_id,
+                                                                    UsageDimension dimension,
+                                                                    int32_t first_day,
+                                                                    int32_t last_day) override;
+  /// Syncs only when `sync` and the store's durability is kSync.
+  [[nodiscard]] absl::Status AppendAudit(const v1::AuditEvent& event, bool sync) override;
+  /// Times compare at microsecond resolution (rounded down). page_size <= 0 → 100, at most
+  /// 1000; page tokens are the hex of the next record's key.
+  [[nodiscard]] absl::StatusOr<AuditPage> ListAudit(const std::string& project_id, absl::Time start,
+                                                    absl::Time end, int32_t page_size,
+                                                    const std::string& page_token) override;
+  /// One WriteBatch of one DeleteRange per project present in the audit family.
+  [[nodiscard]] absl::Status DeleteAuditBefore(absl::Time cutoff) override;
+
   /// Iterates a snapshot: writes made by `fn` (e.g. marking a session FAILED) are allowed and
   /// are not seen by the iteration.
   [[nodiscard]] absl::Status ForEachSessionWithStatus(

@@ -1,18 +1,27 @@
 // Internal helpers of RocksDbStore (not part of the store interface): Slice/string_view
-// conversion, RocksDB → absl status mapping, the one-WriteBatch-per-operation wrapper (where
-// durability is decided) and a prefix-bounded iterator. Include only from src/store/*.cc.
+// conversion, RocksDB → absl status mapping, id and page-token checks, value parsing, the
+// one-WriteBatch-per-operation wrapper (where durability is decided), a prefix-bounded iterator
+// and the usage merge operator. Include only from src/store/*.cc (and the store's tests).
 #pragma once
 
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/ids.h"
 #include "common/status_macros.h"
 #include "google/protobuf/message_lite.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
+#include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/write_batch.h"
@@ -21,7 +30,12 @@
 
 namespace agentd::store::internal {
 
-inline absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
+inline constexpr int32_t kDefaultPageSize = 50;  // ListAgents, ListSessions, ListProjects
+inline constexpr int32_t kMaxPageSize = 1000;
+
+inline absl::string_view ToView(const rocksdb::Slice& s) {
+  return absl::string_view(s.data(), s.size());
+}
 inline rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 
 inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
@@ -33,6 +47,81 @@ inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) 
   return absl::InternalError(msg);
 }
 
+inline absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (schema::IsValidKeyComponent(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " must be 1..", kMaxIdLength, " bytes long (got ", id.size(), ")"));
+}
+
+inline absl::Status CheckIds(absl::string_view project_id, absl::string_view field,
+                             absl::string_view id) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  return CheckId(field, id);
+}
+
+inline absl::Status NotFound(absl::string_view kind, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
+}
+
+inline absl::Status MalformedKey(absl::string_view kind, absl::string_view key) {
+  return absl::DataLossError(absl::StrCat("malformed ", kind, " key ", HexEncode(key)));
+}
+
+/// page_size <= 0 → `default_size`; larger than kMaxPageSize → kMaxPageSize.
+inline size_t NormalizePageSize(int32_t page_size, int32_t default_size = kDefaultPageSize) {
+  if (page_size <= 0) return static_cast<size_t>(default_size);
+  return static_cast<size_t>(std::min(page_size, kMaxPageSize));
+}
+
+/// The bytes of a page token: tokens are lowercase hex. INVALID_ARGUMENT for anything else.
+inline absl::StatusOr<std::string> DecodeHexToken(absl::string_view token) {
+  const bool hex = !token.empty() && token.size() % 2 == 0 &&
+                   std::all_of(token.begin(), token.end(), [](char c) {
+                     return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+                   });
+  if (!hex) return absl::InvalidArgumentError("malformed page_token");
+  return absl::HexStringToBytes(token);
+}
+
+/// Page tokens of the id-ordered lists are the hex of the last id returned; the next page
+/// starts after that id.
+inline absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
+  AGENTD_ASSIGN_OR_RETURN(std::string id, DecodeHexToken(token));
+  if (!schema::IsValidKeyComponent(id)) return absl::InvalidArgumentError("malformed page_token");
+  return id;
+}
+
+template <typename T>
+absl::Status ParseValue(absl::string_view kind, absl::string_view key, const rocksdb::Slice& value,
+                        T* out) {
+  if (out->ParseFromArray(value.data(), static_cast<int>(value.size()))) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("corrupt ", kind, " record (key ", HexEncode(key), ")"));
+}
+
+/// Point lookup of a protobuf value (a `kind` record, for error messages): nullopt when absent,
+/// DATA_LOSS when it does not parse.
+template <typename T>
+absl::StatusOr<std::optional<T>> GetValue(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
+                                          rocksdb::ColumnFamilyHandle* cf, absl::string_view kind,
+                                          const std::string& key) {
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db->Get(ro, cf, key, &value);
+  if (s.IsNotFound()) return std::optional<T>();
+  AGENTD_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get ", kind)));
+  T msg;
+  AGENTD_RETURN_IF_ERROR(ParseValue(kind, key, value, &msg));
+  return std::optional<T>(std::move(msg));
+}
+
+inline absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
+                                      rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db->Get(ro, cf, key, &value);
+  if (s.IsNotFound()) return false;
+  AGENTD_RETURN_IF_ERROR(FromRocks(s, "get"));
+  return true;
+}
+
 /// The WriteBatch of one logical operation. Put/Delete errors (there are none without a batch
 /// size limit) are kept and returned by Commit().
 class Batch {
@@ -40,6 +129,10 @@ class Batch {
   void Put(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
            const google::protobuf::MessageLite& value) {
     Keep(batch_.Put(cf, key, value.SerializeAsString()));
+  }
+  void Merge(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+             const google::protobuf::MessageLite& operand) {
+    Keep(batch_.Merge(cf, key, operand.SerializeAsString()));
   }
   void Delete(rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
     Keep(batch_.Delete(cf, key));
@@ -85,5 +178,19 @@ class PrefixIterator {
   const rocksdb::Slice upper_slice_;
   std::unique_ptr<rocksdb::Iterator> it_;
 };
+
+/// The usage family's merge operator (schema::kUsageMergeOperatorName): operands and values are
+/// serialized v1::Usage, added field by field (int64 fields saturate). When a value or operand
+/// does not parse, the merge result is those bytes unchanged: the counter stays corrupt, reads
+/// report DATA_LOSS, and flushes and compactions still succeed. Thread-safe, stateless.
+std::shared_ptr<rocksdb::MergeOperator> NewUsageMergeOperator();
+
+/// INVALID_ARGUMENT naming the first bad delta: an unknown dimension, a negative day, a group on
+/// a kDay delta or a group that is not 1..kMaxIdLength bytes on another dimension.
+absl::Status CheckUsageDeltas(const std::vector<UsageDelta>& deltas);
+
+/// Adds a Merge of every delta to `batch`. Precondition: CheckUsageDeltas(deltas) is OK.
+void MergeUsage(Batch* batch, rocksdb::ColumnFamilyHandle* usage_cf, const std::string& project_id,
+                const std::vector<UsageDelta>& deltas);
 
 }  // namespace agentd::store::internal

@@ -16,6 +16,19 @@
 //   idempotency  lp(project) lp(session_id) key           → storage::IdempotencyRecord
 //   state        reserved (per-session tool state)
 //   memory       reserved (long-term memory)
+//   projects     lp(project)                              → v1::Project
+//   api_keys     lp(key_id)                               → storage::ApiKeyRecord (key ids are
+//                                                           global: no project prefix)
+//   usage        lp(project) dim [lp(group)] be32(day)    → v1::Usage, written only by Merge
+//                                                           (UsageAddOperator, rocksdb_tenancy.cc)
+//   audit        lp(project) be64(micros) audit_id        → v1::AuditEvent
+//
+//   dim    = one byte, the UsageDimension value (1 day, 2 agent, 3 session, 4 model); kDay keys
+//            have no lp(group). A project's counters of one dimension are the prefix
+//            lp(project) dim; one group's days are lp(project) dim lp(group).
+//   be32(day) = the UTC day number (days since 1970-01-01, >= 0) as 4 bytes big-endian.
+//   micros = the record's time in unix microseconds, negatives clamped to 0, so a project's audit
+//            records sort by time; audit_id (1..kMaxIdLength bytes) makes the key unique.
 //
 // Ordering: keys order ids by (length, bytes) ("shortlex"), so lists ordered "by id" are in
 // that order: "s2" < "s10" < "sa1".
@@ -27,7 +40,9 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/ids.h"
+#include "store/context_store.h"
 
 namespace agentd::store::schema {
 
@@ -49,6 +64,10 @@ enum class ColumnFamily : uint8_t {
   kIdempotency = 5,
   kState = 6,   // reserved
   kMemory = 7,  // reserved
+  kProjects = 8,
+  kApiKeys = 9,
+  kUsage = 10,
+  kAudit = 11,
 };
 
 struct ColumnFamilyInfo {
@@ -57,7 +76,7 @@ struct ColumnFamilyInfo {
 };
 
 /// Registry: kColumnFamilies[static_cast<size_t>(cf)].id == cf for every family.
-inline constexpr std::array<ColumnFamilyInfo, 8> kColumnFamilies = {{
+inline constexpr std::array<ColumnFamilyInfo, 12> kColumnFamilies = {{
     {ColumnFamily::kDefault, "default"},
     {ColumnFamily::kMeta, "meta"},
     {ColumnFamily::kAgents, "agents"},
@@ -66,7 +85,15 @@ inline constexpr std::array<ColumnFamilyInfo, 8> kColumnFamilies = {{
     {ColumnFamily::kIdempotency, "idempotency"},
     {ColumnFamily::kState, "state"},
     {ColumnFamily::kMemory, "memory"},
+    {ColumnFamily::kProjects, "projects"},
+    {ColumnFamily::kApiKeys, "api_keys"},
+    {ColumnFamily::kUsage, "usage"},
+    {ColumnFamily::kAudit, "audit"},
 }};
+
+/// The name of the usage family's merge operator. PERSISTED (RocksDB records it in the OPTIONS
+/// file): a change of its semantics needs a new name and a format bump.
+inline constexpr const char* kUsageMergeOperatorName = "agentd.UsageAdd";
 
 inline constexpr size_t Index(ColumnFamily cf) { return static_cast<size_t>(cf); }
 inline constexpr const char* Name(ColumnFamily cf) { return kColumnFamilies[Index(cf)].name; }
@@ -93,6 +120,12 @@ inline void AppendBigEndian64(std::string* out, uint64_t v) {
   }
 }
 
+inline void AppendBigEndian32(std::string* out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>(static_cast<uint8_t>(v >> shift)));
+  }
+}
+
 /// Reads lp(x) from the front of `*in` and advances it. False (and `*in` unspecified) when the
 /// length byte is missing, 0, larger than kMaxIdLength or larger than what remains.
 inline bool ConsumeLengthPrefixed(absl::string_view* in, absl::string_view* out) {
@@ -114,6 +147,35 @@ inline bool ConsumeBigEndian64(absl::string_view* in, uint64_t* out) {
   return true;
 }
 
+/// Reads be32 from the front of `*in` and advances it. False when fewer than 4 bytes remain.
+inline bool ConsumeBigEndian32(absl::string_view* in, uint32_t* out) {
+  if (in->size() < 4) return false;
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>((*in)[i]);
+  in->remove_prefix(4);
+  *out = v;
+  return true;
+}
+
+/// True for the UsageDimension values that exist (a byte of the usage key).
+inline bool IsValidUsageDimension(UsageDimension d) {
+  switch (d) {
+    case UsageDimension::kDay:
+    case UsageDimension::kAgent:
+    case UsageDimension::kSession:
+    case UsageDimension::kModel:
+      return true;
+  }
+  return false;
+}
+
+/// The time component of an audit key: unix microseconds (rounded down), negatives (and
+/// InfinitePast) clamped to 0; InfiniteFuture becomes INT64_MAX.
+inline uint64_t AuditKeyMicros(absl::Time t) {
+  const int64_t micros = absl::ToUnixMicros(t);
+  return micros < 0 ? 0 : static_cast<uint64_t>(micros);
+}
+
 /// The smallest key greater than every key that starts with `prefix`, for iterate_upper_bound
 /// and DeleteRange. Empty when no such key exists (prefix empty or all 0xff).
 inline std::string PrefixSuccessor(absl::string_view prefix) {
@@ -131,7 +193,8 @@ inline std::string PrefixSuccessor(absl::string_view prefix) {
 
 // ---- Encoders (preconditions: every id passes IsValidKeyComponent) ---------------------------
 
-/// lp(project): the prefix of all of a project's keys in agents and sessions.
+/// lp(project): the prefix of all of a project's keys in agents, sessions, events, idempotency,
+/// usage and audit (and the whole key in projects).
 inline std::string ProjectPrefix(absl::string_view project_id) {
   std::string k;
   AppendLengthPrefixed(&k, project_id);
@@ -178,6 +241,57 @@ inline std::string IdempotencyKey(absl::string_view project_id, absl::string_vie
   return k;
 }
 
+/// projects: lp(project).
+inline std::string ProjectKey(absl::string_view project_id) { return ProjectPrefix(project_id); }
+
+/// api_keys: lp(key_id).
+inline std::string ApiKeyKey(absl::string_view key_id) {
+  std::string k;
+  AppendLengthPrefixed(&k, key_id);
+  return k;
+}
+
+/// lp(project) dim: the prefix of a project's usage counters of one dimension.
+inline std::string UsagePrefix(absl::string_view project_id, UsageDimension dimension) {
+  std::string k = ProjectPrefix(project_id);
+  k.push_back(static_cast<char>(static_cast<uint8_t>(dimension)));
+  return k;
+}
+
+/// lp(project) dim lp(group): the prefix of one group's days (dimension != kDay).
+inline std::string UsageGroupPrefix(absl::string_view project_id, UsageDimension dimension,
+                                    absl::string_view group) {
+  std::string k = UsagePrefix(project_id, dimension);
+  AppendLengthPrefixed(&k, group);
+  return k;
+}
+
+/// A usage counter key. Preconditions: IsValidUsageDimension(dimension), day >= 0, and group is
+/// empty for kDay and a valid key component otherwise.
+inline std::string UsageKey(absl::string_view project_id, UsageDimension dimension,
+                            absl::string_view group, int32_t day) {
+  std::string k = dimension == UsageDimension::kDay
+                      ? UsagePrefix(project_id, dimension)
+                      : UsageGroupPrefix(project_id, dimension, group);
+  AppendBigEndian32(&k, static_cast<uint32_t>(day));
+  return k;
+}
+
+/// lp(project) be64(micros): where a project's audit records at or after `micros` start.
+inline std::string AuditTimeKey(absl::string_view project_id, uint64_t micros) {
+  std::string k = ProjectPrefix(project_id);
+  AppendBigEndian64(&k, micros);
+  return k;
+}
+
+/// An audit record key. Precondition: audit_id is a valid key component.
+inline std::string AuditKey(absl::string_view project_id, uint64_t micros,
+                            absl::string_view audit_id) {
+  std::string k = AuditTimeKey(project_id, micros);
+  k.append(audit_id.data(), audit_id.size());
+  return k;
+}
+
 // ---- Decoders: nullopt for any malformed key, never a crash ----------------------------------
 // The string_views in the results point into the decoded key: keep it alive.
 
@@ -202,6 +316,19 @@ struct IdempotencyKeyParts {
   absl::string_view project_id;
   absl::string_view session_id;
   absl::string_view key;
+};
+
+struct UsageKeyParts {
+  absl::string_view project_id;
+  UsageDimension dimension = UsageDimension::kDay;
+  absl::string_view group;  // empty for kDay
+  int32_t day = 0;
+};
+
+struct AuditKeyParts {
+  absl::string_view project_id;
+  uint64_t micros = 0;
+  absl::string_view audit_id;
 };
 
 inline std::optional<AgentKeyParts> DecodeAgentKey(absl::string_view key) {
@@ -238,6 +365,48 @@ inline std::optional<IdempotencyKeyParts> DecodeIdempotencyKey(absl::string_view
     return std::nullopt;
   }
   p.key = key;
+  return p;
+}
+
+/// The project id of a projects key, or of an api_keys key's key id (both are one lp(id)).
+inline std::optional<absl::string_view> DecodeSingleIdKey(absl::string_view key) {
+  absl::string_view id;
+  if (!ConsumeLengthPrefixed(&key, &id) || !key.empty()) return std::nullopt;
+  return id;
+}
+
+inline std::optional<absl::string_view> DecodeProjectKey(absl::string_view key) {
+  return DecodeSingleIdKey(key);
+}
+
+inline std::optional<absl::string_view> DecodeApiKeyKey(absl::string_view key) {
+  return DecodeSingleIdKey(key);
+}
+
+/// Rejects an unknown dimension byte, a group on a kDay key, a missing group on another
+/// dimension, and a day >= 2^31 (days are written from non-negative int32 values).
+inline std::optional<UsageKeyParts> DecodeUsageKey(absl::string_view key) {
+  UsageKeyParts p;
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || key.empty()) return std::nullopt;
+  p.dimension = static_cast<UsageDimension>(static_cast<uint8_t>(key[0]));
+  key.remove_prefix(1);
+  if (!IsValidUsageDimension(p.dimension)) return std::nullopt;
+  if (p.dimension != UsageDimension::kDay && !ConsumeLengthPrefixed(&key, &p.group)) {
+    return std::nullopt;
+  }
+  uint32_t day = 0;
+  if (!ConsumeBigEndian32(&key, &day) || !key.empty() || day > 0x7fffffffu) return std::nullopt;
+  p.day = static_cast<int32_t>(day);
+  return p;
+}
+
+inline std::optional<AuditKeyParts> DecodeAuditKey(absl::string_view key) {
+  AuditKeyParts p;
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || !ConsumeBigEndian64(&key, &p.micros) ||
+      !IsValidKeyComponent(key)) {
+    return std::nullopt;
+  }
+  p.audit_id = key;
   return p;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -23,6 +24,26 @@ std::vector<char*> Argv(const std::vector<std::string>& args) {
   argv.push_back(nullptr);
   return argv;
 }
+
+// This process's environment with AGENTD_BOOTSTRAP_KEY set to the test key. Built before
+// fork(): between fork and exec only async-signal-safe calls are allowed (no setenv).
+class ChildEnv {
+ public:
+  ChildEnv() {
+    const std::string prefix = "AGENTD_BOOTSTRAP_KEY=";
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) strings_.emplace_back(*e);
+    }
+    strings_.push_back(prefix + kTestAdminKey);
+    for (std::string& s : strings_) envp_.push_back(s.data());
+    envp_.push_back(nullptr);
+  }
+  char** envp() { return envp_.data(); }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<char*> envp_;
+};
 
 }  // namespace
 
@@ -47,9 +68,10 @@ bool ChildServer::Start() {
   std::vector<std::string> args = {"--data-dir", data_dir_, "--listen", address(), "--log-level", "warn"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   auto argv = Argv(args);
+  ChildEnv env;
   pid_ = fork();
   if (pid_ == 0) {
-    execv(AGENTD_BINARY, argv.data());
+    execve(AGENTD_BINARY, argv.data(), env.envp());
     _exit(127);
   }
   if (pid_ < 0) return false;
@@ -72,6 +94,10 @@ bool ChildServer::Start() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
+}
+
+std::shared_ptr<grpc::Channel> ChildServer::NewChannel() const {
+  return AuthChannel(address(), grpc::InsecureChannelCredentials(), admin_key_);
 }
 
 void ChildServer::Kill() {
@@ -100,12 +126,13 @@ int RunAgentd(const std::vector<std::string>& args, std::string* stderr_text, in
   int pipefd[2];
   if (pipe(pipefd) != 0) return -1;
   auto argv = Argv(args);
+  ChildEnv env;
   pid_t pid = fork();
   if (pid == 0) {
     dup2(pipefd[1], STDERR_FILENO);
     dup2(pipefd[1], STDOUT_FILENO);
     close(pipefd[0]);
-    execv(AGENTD_BINARY, argv.data());
+    execve(AGENTD_BINARY, argv.data(), env.envp());
     _exit(127);
   }
   close(pipefd[1]);

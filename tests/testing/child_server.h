@@ -1,11 +1,16 @@
 // Runs the real agentd binary as a child process on a loopback port (for tests that need a
-// separate process: kill -9, signals, startup errors, reflection).
+// separate process: kill -9, signals, startup errors, reflection). The child gets
+// AGENTD_BOOTSTRAP_KEY = kTestAdminKey, so admin_key() is the `default` project's admin key.
 #pragma once
 
+#include <grpcpp/channel.h>
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "testing/auth_channel.h"
 
 namespace agentd::testing {
 
@@ -25,15 +30,21 @@ class ChildServer {
   int SignalAndWait(int sig, int timeout_ms);
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
+  /// The admin key of the `default` project (the child's AGENTD_BOOTSTRAP_KEY).
+  const std::string& admin_key() const { return admin_key_; }
+  /// A new plaintext channel to the child sending admin_key() on every call.
+  std::shared_ptr<grpc::Channel> NewChannel() const;
 
  private:
   std::string data_dir_;
   int port_;
   std::vector<std::string> extra_args_;
+  const std::string admin_key_ = kTestAdminKey;
   pid_t pid_ = -1;
 };
 
-/// Runs agentd with `args` to completion (for startup errors); returns exit code, fills stderr.
+/// Runs agentd with `args` (and AGENTD_BOOTSTRAP_KEY = kTestAdminKey) to completion, for
+/// startup errors; returns the exit code, fills `stderr_text` with stdout and stderr.
 int RunAgentd(const std::vector<std::string>& args, std::string* stderr_text, int timeout_ms = 20000);
 
 }  // namespace agentd::testing

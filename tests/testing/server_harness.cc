@@ -38,15 +38,21 @@ void ServerHarness::StartServer() {
   m.price = {1.0, 2.0};
   options.config.models.push_back(m);
   options.extra_backends["scripted"] = scripted_;
+  options.bootstrap_key = admin_key_;
   if (configure_) configure_(&options.config);
   auto started = server::AgentdServer::Start(std::move(options));
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = *std::move(started);
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
-  channel_ = grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
+  channel_ = NewChannel(grpc::InsecureChannelCredentials());
   agent_stub_ = v1::AgentService::NewStub(channel_);
   session_stub_ = v1::SessionService::NewStub(channel_);
+}
+
+std::shared_ptr<grpc::Channel> ServerHarness::NewChannel(
+    std::shared_ptr<grpc::ChannelCredentials> creds, const std::string& key,
+    grpc::ChannelArguments args) {
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  return AuthChannel(server_->address(), std::move(creds), key, args);
 }
 
 void ServerHarness::Stop() {

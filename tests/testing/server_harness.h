@@ -1,6 +1,7 @@
 // An agentd server started in-process on 127.0.0.1:0 with a real RocksDB in a temp dir, the
 // built-in echo model, and a ScriptedBackend serving the model "scripted". Integration tests
-// drive it through the generated gRPC stubs, as any client would.
+// drive it through the generated gRPC stubs, as any client would; the harness's channel sends
+// the bootstrap admin key (admin_key()) on every call.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -13,6 +14,7 @@
 #include "agentd/v1/session.grpc.pb.h"
 #include "backend/scripted_backend.h"
 #include "server/server.h"
+#include "testing/auth_channel.h"
 #include "testing/temp_dir.h"
 
 namespace agentd::testing {
@@ -33,7 +35,14 @@ class ServerHarness {
   v1::AgentService::Stub& agents() { return *agent_stub_; }
   v1::SessionService::Stub& sessions() { return *session_stub_; }
   backend::ScriptedBackend& scripted() { return *scripted_; }
+  /// Plaintext channel sending admin_key() on every call (unless the call sets its own).
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  /// A new channel to the server with `creds` (e.g. TLS) sending `key` on every call.
+  std::shared_ptr<grpc::Channel> NewChannel(std::shared_ptr<grpc::ChannelCredentials> creds,
+                                            const std::string& key = kTestAdminKey,
+                                            grpc::ChannelArguments args = {});
+  /// The admin key of the `default` project (the server's bootstrap key).
+  const std::string& admin_key() const { return admin_key_; }
   const std::string& data_dir() const { return data_dir_; }
   std::string address() const { return server_->address(); }
   server::AgentdServer& server() { return *server_; }
@@ -49,6 +58,7 @@ class ServerHarness {
 
  private:
   std::function<void(server::Config*)> configure_;
+  const std::string admin_key_ = kTestAdminKey;
   TempDir dir_;
   std::string data_dir_;
   std::shared_ptr<backend::ScriptedBackend> scripted_;
