@@ -33,6 +33,7 @@ constexpr MethodAccess kPolicy[] = {
     {"ListState", Access::kRead},
     {"ExportSession", Access::kRead},
     {"ImportSession", Access::kWrite},
+    {"ReplaySession", Access::kWrite},
     // MemoryService
     {"PutMemory", Access::kWrite},
     {"GetMemory", Access::kRead},

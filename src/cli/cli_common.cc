@@ -99,6 +99,7 @@ Connection::Connection(GlobalOptions options,
   channel_ = grpc::CreateCustomChannel(options_.addr, std::move(credentials), args);
   agents_ = agentd::v1::AgentService::NewStub(channel_);
   sessions_ = agentd::v1::SessionService::NewStub(channel_);
+  projects_ = agentd::v1::ProjectService::NewStub(channel_);
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::NewContext(const std::string& session_id,

@@ -12,6 +12,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "agentd/v1/agent.grpc.pb.h"
+#include "agentd/v1/project.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
 
 namespace agentd::cli {
@@ -45,6 +46,7 @@ class Connection {
 
   agentd::v1::AgentService::Stub& agents() { return *agents_; }
   agentd::v1::SessionService::Stub& sessions() { return *sessions_; }
+  agentd::v1::ProjectService::Stub& projects() { return *projects_; }
   const GlobalOptions& options() const { return options_; }
   bool json() const { return options_.output == "json"; }
 
@@ -57,6 +59,7 @@ class Connection {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<agentd::v1::AgentService::Stub> agents_;
   std::unique_ptr<agentd::v1::SessionService::Stub> sessions_;
+  std::unique_ptr<agentd::v1::ProjectService::Stub> projects_;
 };
 
 /// Plaintext, or TLS when any --tls-* option is set (reading the PEM files). On error, the
@@ -91,5 +94,7 @@ CLI::App* AddCommand(CLI::App& parent, const std::string& name, const std::strin
 void AddAgentCommands(CLI::App& app, Dispatch* dispatch);
 void AddSessionCommands(CLI::App& app, Dispatch* dispatch);
 void AddTurnCommands(CLI::App& app, Dispatch* dispatch);
+/// `projects`, `keys`, `usage`, `limits` and `audit` (ProjectService).
+void AddProjectCommands(CLI::App& app, Dispatch* dispatch);
 
 }  // namespace agentd::cli

@@ -34,13 +34,17 @@ void AddGlobalOptions(CLI::App& app, agentd::cli::GlobalOptions* global) {
 }
 
 int Run(int argc, char** argv) {
-  CLI::App app{"agentctl: manage agents and sessions of an agentd server, and talk to them"};
+  CLI::App app{
+      "agentctl: manage agents, sessions, projects and API keys of an agentd server, and talk to "
+      "agents"};
   app.footer(
       "Examples:\n"
       "  agentctl agent create --name helper --model echo\n"
       "  agentctl session create --agent agt_0123\n"
       "  agentctl send sess_0123 'hello'\n"
       "  agentctl events sess_0123 --follow\n"
+      "  agentctl keys create --role member --name ci\n"
+      "  agentctl usage --by model --since 2024-05-01\n"
       "  agentctl --addr agentd.example:7700 --tls-ca ca.crt agent list\n"
       "Without --tls-* options the connection is plaintext (agentd serves plaintext only on\n"
       "loopback addresses unless configured otherwise).\n"
@@ -56,6 +60,7 @@ int Run(int argc, char** argv) {
   agentd::cli::AddAgentCommands(app, &dispatch);
   agentd::cli::AddSessionCommands(app, &dispatch);
   agentd::cli::AddTurnCommands(app, &dispatch);
+  agentd::cli::AddProjectCommands(app, &dispatch);
 
   try {
     app.parse(argc, argv);

@@ -24,12 +24,10 @@ std::string Upper(std::string s) {
   return s;
 }
 
-// RFC 3339 in whole seconds ("2024-05-01T12:00:00Z"); empty for an unset timestamp.
-std::string TimeText(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "";
-  google::protobuf::Timestamp whole = t;
-  whole.set_nanos(0);
-  return google::protobuf::util::TimeUtil::ToString(whole);
+// A limit's value; 0 means no limit.
+template <typename T>
+std::string LimitText(T value) {
+  return value == 0 ? "unlimited" : absl::StrCat(value);
 }
 
 std::string RoleName(v1::Role role) { return ShortEnumName(v1::Role_Name(role), "ROLE_"); }
@@ -104,6 +102,13 @@ void Table::Print(std::ostream& out) const {
   print(header_, true);
   for (const auto& row : rows_) print(row, false);
   out.flush();
+}
+
+std::string TimeText(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  google::protobuf::Timestamp whole = t;
+  whole.set_nanos(0);
+  return google::protobuf::util::TimeUtil::ToString(whole);
 }
 
 std::string ToJson(const google::protobuf::Message& message, bool pretty) {
@@ -197,6 +202,75 @@ void PrintEvents(const std::vector<v1::Event>& events) {
 void PrintEventLine(const std::vector<std::string>& row) {
   std::cout << std::left << std::setw(6) << row[0] << "  " << std::setw(14) << row[1] << "  "
             << std::setw(20) << row[2] << "  " << row[3] << std::endl;
+}
+
+std::string ApiKeyRoleName(v1::ApiKeyRole role) {
+  return ShortEnumName(v1::ApiKeyRole_Name(role), "API_KEY_ROLE_");
+}
+
+std::string AuditActionName(v1::AuditAction action) {
+  switch (action) {
+    case v1::AUDIT_ACTION_AUTHENTICATION_FAILED:
+      return "auth_failed";
+    case v1::AUDIT_ACTION_API_KEY_CREATED:
+      return "key_created";
+    case v1::AUDIT_ACTION_API_KEY_REVOKED:
+      return "key_revoked";
+    default:
+      return ShortEnumName(v1::AuditAction_Name(action), "AUDIT_ACTION_");
+  }
+}
+
+void PrintProjects(const std::vector<v1::Project>& projects) {
+  Table table({"project_id", "name", "monthly_budget_usd", "daily_token_limit",
+               "requests_per_minute", "created"});
+  for (const v1::Project& p : projects) {
+    const v1::ProjectLimits& l = p.limits();
+    table.Add({p.project_id(), p.name(), LimitText(l.monthly_budget_usd()),
+               LimitText(l.daily_token_limit()), LimitText(l.requests_per_minute()),
+               TimeText(p.create_time())});
+  }
+  table.Print(std::cout);
+}
+
+void PrintLimits(const v1::Project& project) {
+  std::cout << "project " << project.project_id() << " (" << project.name() << ")\n";
+  const v1::ProjectLimits& l = project.limits();
+  Table table({"limit", "value"});
+  table.Add({"monthly_budget_usd", LimitText(l.monthly_budget_usd())});
+  table.Add({"daily_token_limit", LimitText(l.daily_token_limit())});
+  table.Add({"requests_per_minute", LimitText(l.requests_per_minute())});
+  table.Print(std::cout);
+}
+
+void PrintApiKeys(const std::vector<v1::ApiKey>& keys) {
+  Table table({"key_id", "project_id", "role", "name", "status", "created", "revoked"});
+  for (const v1::ApiKey& k : keys) {
+    table.Add({k.key_id(), k.project_id(), ApiKeyRoleName(k.role()), k.name(),
+               k.revoked() ? "revoked" : "active", TimeText(k.create_time()),
+               TimeText(k.revoke_time())});
+  }
+  table.Print(std::cout);
+}
+
+void PrintUsage(const std::string& group_header, const v1::GetUsageResponse& usage) {
+  Table table({group_header, "input_tokens", "output_tokens", "calls", "cost_usd"});
+  auto add = [&table](const std::string& group, const v1::Usage& u) {
+    table.Add({group, absl::StrCat(u.input_tokens()), absl::StrCat(u.output_tokens()),
+               absl::StrCat(u.model_calls()), absl::StrFormat("%.6f", u.cost_usd())});
+  };
+  for (const v1::UsageRow& row : usage.rows()) add(row.group(), row.usage());
+  add("TOTAL", usage.total());
+  table.Print(std::cout);
+}
+
+void PrintAuditEvents(const std::vector<v1::AuditEvent>& events) {
+  Table table({"time", "action", "key_id", "method", "outcome", "detail"});
+  for (const v1::AuditEvent& e : events) {
+    table.Add({TimeText(e.time()), AuditActionName(e.action()), e.key_id(), e.method(),
+               e.outcome(), OneLine(e.detail(), kBodyWidth)});
+  }
+  table.Print(std::cout);
 }
 
 void PrintRequiredToolCalls(const std::string& session_id,

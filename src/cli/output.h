@@ -1,5 +1,5 @@
 // Printing for agentctl: aligned tables, protobuf JSON, and one-line renderings of agentd
-// resources (agents, sessions, events, turn results). Everything writes to std::cout unless
+// resources (agents, sessions, events, turn results, projects, keys, usage, audit records). Everything writes to std::cout unless
 // stated otherwise.
 #pragma once
 
@@ -11,6 +11,7 @@
 
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
+#include "agentd/v1/project.pb.h"
 #include "agentd/v1/session.pb.h"
 
 namespace agentd::cli {
@@ -39,6 +40,9 @@ std::string ShortEnumName(const std::string& full_name, const std::string& prefi
 std::string TurnStatusName(agentd::v1::TurnStatus status);
 std::string SessionStatusName(agentd::v1::SessionStatus status);
 
+/// RFC 3339 in whole seconds ("2024-05-01T12:00:00Z"); empty for an unset timestamp.
+std::string TimeText(const google::protobuf::Timestamp& t);
+
 /// `text` on one line (newlines shown as "\n"), cut to `max_bytes` on a UTF-8 boundary.
 std::string OneLine(const std::string& text, size_t max_bytes);
 
@@ -54,6 +58,20 @@ void PrintEvents(const std::vector<agentd::v1::Event>& events);
 /// For `--follow`: one row (EventRow() or a header) with fixed column widths, since the table
 /// cannot be measured in advance.
 void PrintEventLine(const std::vector<std::string>& row);
+
+std::string ApiKeyRoleName(agentd::v1::ApiKeyRole role);  // "admin", "member", "reader"
+/// Short audit action: AUDIT_ACTION_AUTHENTICATION_FAILED -> "auth_failed",
+/// AUDIT_ACTION_API_KEY_CREATED -> "key_created", otherwise the lower-case name without prefix.
+std::string AuditActionName(agentd::v1::AuditAction action);
+
+void PrintProjects(const std::vector<agentd::v1::Project>& projects);
+/// One row per limit of `project` ("unlimited" for 0), under a line naming the project.
+void PrintLimits(const agentd::v1::Project& project);
+/// Key metadata only: ApiKey has no secret field, and no secret is ever printed here.
+void PrintApiKeys(const std::vector<agentd::v1::ApiKey>& keys);
+/// The usage rows under a `group_header` column (agent, session, model or day), then a TOTAL row.
+void PrintUsage(const std::string& group_header, const agentd::v1::GetUsageResponse& usage);
+void PrintAuditEvents(const std::vector<agentd::v1::AuditEvent>& events);
 
 /// The tool calls a REQUIRES_ACTION turn waits for, and how to answer them.
 void PrintRequiredToolCalls(const std::string& session_id,

@@ -112,4 +112,11 @@ grpc::ServerReadReactor<v1::ExportChunk>* SessionServiceImpl::ImportSession(
       scope.Done(scope.ok() ? NotBuiltYet("ImportSession") : scope.auth_status()));
 }
 
+grpc::ServerUnaryReactor* SessionServiceImpl::ReplaySession(grpc::CallbackServerContext* ctx,
+                                                            const v1::ReplaySessionRequest*,
+                                                            v1::ReplaySessionResponse*) {
+  return Unary(ctx, "ReplaySession", auth_,
+               [](const CallScope&) { return NotBuiltYet("ReplaySession"); });
+}
+
 }  // namespace agentd::rpc

@@ -56,6 +56,9 @@ class SessionServiceImpl final : public v1::SessionService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) override;
   grpc::ServerReadReactor<v1::ExportChunk>* ImportSession(grpc::CallbackServerContext* ctx,
                                                           v1::Session* response) override;
+  grpc::ServerUnaryReactor* ReplaySession(grpc::CallbackServerContext* ctx,
+                                          const v1::ReplaySessionRequest* request,
+                                          v1::ReplaySessionResponse* response) override;
 
  private:
   runtime::SessionManager* sessions_;

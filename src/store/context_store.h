@@ -21,6 +21,7 @@
 #include "agentd/storage/records.pb.h"
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
+#include "agentd/v1/memory.pb.h"
 #include "agentd/v1/project.pb.h"
 #include "agentd/v1/session.pb.h"
 
@@ -79,6 +80,25 @@ struct AuditPage {
   std::string next_page_token;
 };
 
+/// A change to one tool-state key of a session. Versions start at 1 and grow by 1 per write.
+struct StateMutation {
+  std::string key;         // 1..256 bytes
+  std::string value_json;  // the new value (the caller checked it is JSON)
+  /// 0 = unconditional; otherwise the stored version must equal it, else ABORTED (a missing
+  /// key has version 0, so expected_version > 0 on a missing key is ABORTED).
+  int64_t expected_version = 0;
+};
+
+struct MemoryPage {
+  std::vector<v1::MemoryRecord> records;  // ordered by (namespace, key)
+  std::string next_page_token;
+};
+
+struct ScoredMemoryRecord {
+  v1::MemoryRecord record;
+  double score = 0;  // BM25; higher is better
+};
+
 /// One logical write to a session: new events, the new session record and, optionally, the
 /// idempotency record of the turn that produced them. Committed atomically (one WriteBatch).
 struct SessionWrite {
@@ -97,6 +117,9 @@ struct SessionWrite {
   storage::IdempotencyRecord idempotency;
   /// Usage counters of `project_id` to increment in the same batch (merge; no read).
   std::vector<UsageDelta> usage;
+  /// Tool-state changes of this session, applied in the same batch; any version mismatch
+  /// rejects the whole write (ABORTED) and nothing is applied.
+  std::vector<StateMutation> state;
 };
 
 class ContextStore {
@@ -147,6 +170,55 @@ class ContextStore {
   /// The stored idempotency record, or nullopt.
   [[nodiscard]] virtual absl::StatusOr<std::optional<storage::IdempotencyRecord>> GetIdempotency(
       const std::string& project_id, const std::string& session_id, const std::string& key) = 0;
+
+  // ---- Tool state (per session) ------------------------------------------------------------
+  /// NOT_FOUND if the session or the key does not exist.
+  [[nodiscard]] virtual absl::StatusOr<v1::StateEntry> GetState(const std::string& project_id,
+                                                                const std::string& session_id,
+                                                                const std::string& key) = 0;
+  /// Every key of the session, ordered by key. NOT_FOUND if the session does not exist.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::StateEntry>> ListState(
+      const std::string& project_id, const std::string& session_id) = 0;
+  /// Writes one key outside a turn (PutState RPC); atomic against CommitSessionWrite of the same
+  /// session. Returns the stored entry. NOT_FOUND (session), ABORTED (version mismatch).
+  [[nodiscard]] virtual absl::StatusOr<v1::StateEntry> PutState(const std::string& project_id,
+                                                                const std::string& session_id,
+                                                                const StateMutation& mutation) = 0;
+
+  // ---- Fork and retention -----------------------------------------------------------------
+  /// Creates `child` (its session carries parent_session_id and fork_seq) as a fork of the
+  /// parent at fork_seq (1..parent's last_seq, or 0 for an empty fork) without copying events:
+  /// ReadEvents of the child returns the parent's events up to fork_seq (following the chain
+  /// for forks of forks), then the child's own. The parent's tool state is copied. NOT_FOUND
+  /// (parent), ALREADY_EXISTS (child id), INVALID_ARGUMENT (fork_seq out of range).
+  [[nodiscard]] virtual absl::Status ForkSession(const std::string& project_id,
+                                                 const storage::SessionRecord& child) = 0;
+  /// Removes up to `max` sessions whose expire_time is <= now, with their events, state and
+  /// idempotency records (a session with live forks is kept until they are gone); returns how
+  /// many were removed. Reads never return a session past its expire_time (NOT_FOUND).
+  [[nodiscard]] virtual absl::StatusOr<int64_t> DeleteExpiredSessions(absl::Time now,
+                                                                      int64_t max) = 0;
+
+  // ---- Long-term memory (project-scoped) ---------------------------------------------------
+  /// Creates or replaces the record (namespace, key); the search index is updated in the same
+  /// batch. Keeps create_time of a replaced record; update_time is the caller's. Returns it.
+  [[nodiscard]] virtual absl::StatusOr<v1::MemoryRecord> PutMemory(
+      const std::string& project_id, const v1::MemoryRecord& record) = 0;
+  /// NOT_FOUND if absent.
+  [[nodiscard]] virtual absl::StatusOr<v1::MemoryRecord> GetMemory(const std::string& project_id,
+                                                                   const std::string& name_space,
+                                                                   const std::string& key) = 0;
+  [[nodiscard]] virtual absl::StatusOr<MemoryPage> ListMemories(
+      const std::string& project_id, const std::string& namespace_prefix, int32_t page_size,
+      const std::string& page_token) = 0;
+  /// The top_k records under namespace_prefix ranked by BM25 for `query` (score > 0 only).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ScoredMemoryRecord>> SearchMemory(
+      const std::string& project_id, const std::string& namespace_prefix,
+      const std::string& query, int32_t top_k) = 0;
+  /// Removes the record and its index entries. NOT_FOUND if absent.
+  [[nodiscard]] virtual absl::Status DeleteMemory(const std::string& project_id,
+                                                  const std::string& name_space,
+                                                  const std::string& key) = 0;
 
   // ---- Projects, API keys, usage, audit (the tenancy data) --------------------------------
   // Mutations that an audit record describes take it as `audit` and commit it in the same

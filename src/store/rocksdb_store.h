@@ -129,6 +129,37 @@ class RocksDbStore final : public ContextStore {
   /// One WriteBatch of one DeleteRange per project present in the audit family.
   [[nodiscard]] absl::Status DeleteAuditBefore(absl::Time cutoff) override;
 
+  // Tool state, fork, retention: rocksdb_state.cc.
+  [[nodiscard]] absl::StatusOr<v1::StateEntry> GetState(const std::string& project_id,
+                                                        const std::string& session_id,
+                                                        const std::string& key) override;
+  [[nodiscard]] absl::StatusOr<std::vector<v1::StateEntry>> ListState(
+      const std::string& project_id, const std::string& session_id) override;
+  [[nodiscard]] absl::StatusOr<v1::StateEntry> PutState(const std::string& project_id,
+                                                        const std::string& session_id,
+                                                        const StateMutation& mutation) override;
+  [[nodiscard]] absl::Status ForkSession(const std::string& project_id,
+                                         const storage::SessionRecord& child) override;
+  [[nodiscard]] absl::StatusOr<int64_t> DeleteExpiredSessions(absl::Time now,
+                                                              int64_t max) override;
+
+  // Long-term memory: rocksdb_memory.cc.
+  [[nodiscard]] absl::StatusOr<v1::MemoryRecord> PutMemory(
+      const std::string& project_id, const v1::MemoryRecord& record) override;
+  [[nodiscard]] absl::StatusOr<v1::MemoryRecord> GetMemory(const std::string& project_id,
+                                                           const std::string& name_space,
+                                                           const std::string& key) override;
+  [[nodiscard]] absl::StatusOr<MemoryPage> ListMemories(const std::string& project_id,
+                                                        const std::string& namespace_prefix,
+                                                        int32_t page_size,
+                                                        const std::string& page_token) override;
+  [[nodiscard]] absl::StatusOr<std::vector<ScoredMemoryRecord>> SearchMemory(
+      const std::string& project_id, const std::string& namespace_prefix,
+      const std::string& query, int32_t top_k) override;
+  [[nodiscard]] absl::Status DeleteMemory(const std::string& project_id,
+                                          const std::string& name_space,
+                                          const std::string& key) override;
+
   /// Iterates a snapshot: writes made by `fn` (e.g. marking a session FAILED) are allowed and
   /// are not seen by the iteration.
   [[nodiscard]] absl::Status ForEachSessionWithStatus(
