@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "testing/fake_openai.h"
+#include "testing/log_capture.h"
 #include "testing/server_harness.h"
 
 namespace agentd {
@@ -255,33 +256,6 @@ TEST_F(BackendSafetyTest, CancelTurnAbortsTheStreamingHttpTransfer) {
 
 // ------------------------------------------------------------------- 9. API-key canary
 
-// Captures everything spdlog's default logger emits, at trace level, while alive.
-class LogCapture {
- public:
-  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
-    auto logger = spdlog::default_logger();
-    old_level_ = logger->level();
-    sink_->set_level(spdlog::level::trace);
-    logger->sinks().push_back(sink_);
-    logger->set_level(spdlog::level::trace);
-  }
-  ~LogCapture() {
-    auto logger = spdlog::default_logger();
-    auto& sinks = logger->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-    logger->set_level(old_level_);
-  }
-  std::string text() {
-    spdlog::default_logger()->flush();
-    return out_.str();
-  }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-  spdlog::level::level_enum old_level_;
-};
-
 std::string RandomHex(int bytes) {
   std::random_device rd;
   std::string out;
@@ -295,7 +269,7 @@ TEST_F(BackendSafetyTest, ApiKeyNeverLeaksIntoLogsStatusesEventsOrTheDataDir) {
   const std::string canary = RandomHex(16);
   const std::string secret = "sk-canary-" + canary;
   ASSERT_EQ(setenv(kKeyEnv, secret.c_str(), 1), 0);
-  LogCapture logs;
+  testing::LogCapture logs;
   Start(kKeyEnv);
   std::vector<std::string> seen;  // every status message and event the clients got
   const std::string sid = NewSession();

@@ -5,12 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_format.h"
 #include "agentd/v1/project.grpc.pb.h"
+#include "common/ids.h"
 #include "testing/log_capture.h"
 #include "testing/server_harness.h"
 
@@ -291,13 +290,6 @@ TEST_F(ProjectsTest, SetLimitsValidatesAndIsAudited) {
   EXPECT_EQ(changes, 1);  // the rejected calls changed nothing
 }
 
-std::string RandomHex(int bytes) {
-  std::random_device rd;
-  std::string out;
-  for (int i = 0; i < bytes; ++i) out += absl::StrFormat("%02x", rd() & 0xff);
-  return out;
-}
-
 TEST(ProjectsCanaryTest, KeySecretsNeverReachLogsAuditOrTheDataDir) {
   testing::LogCapture logs;
   ServerHarness h;
@@ -312,7 +304,7 @@ TEST(ProjectsCanaryTest, KeySecretsNeverReachLogsAuditOrTheDataDir) {
   // The secret part of the key (after "agd_<key id>_") is the canary.
   const std::string canary = secret.substr(secret.rfind('_') + 1);
   ASSERT_GE(canary.size(), 32u);
-  const std::string wrong_canary = RandomHex(32);
+  const std::string wrong_canary = NewId("") + NewId("");  // 256 random bits, hex
 
   auto with = [](const std::string& header) {
     auto c = Ctx();

@@ -355,6 +355,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Int("turn_threads", &c->turn_threads, 1, 1024);
   f.Struct<TlsConfig>("tls", &c->tls, ReadTls);
   f.Bool("allow_plaintext", &c->allow_plaintext);
+  f.Int("audit_retention_days", &c->audit_retention_days, 1, 3650);
   f.Struct<StoreConfig>("store", &c->store, ReadStore);
   f.Struct<RouterConfig>("router", &c->router, ReadRouter);
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);

@@ -85,6 +85,7 @@ struct Config {
   int32_t turn_threads = 32;                     // workers running turns (commits block), 1..1024
   TlsConfig tls;
   bool allow_plaintext = false;  // serve plaintext on a non-loopback listen (behind a TLS proxy)
+  int32_t audit_retention_days = 90;  // audit records older than this are deleted, 1..3650
   StoreConfig store;
   RouterConfig router;
   std::vector<BackendConfig> backends;

@@ -187,7 +187,7 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
                                                " (address in use or not valid?)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
-  server->StartAuditSweeper(absl::Hours(24) * kAuditRetentionDays);
+  server->StartAuditSweeper(absl::Hours(24) * cfg.audit_retention_days);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
   return server;

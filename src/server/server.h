@@ -45,9 +45,6 @@ class SessionServiceImpl;
 
 namespace agentd::server {
 
-/// How long audit records are kept.
-inline constexpr int kAuditRetentionDays = 90;
-
 struct ServerOptions {
   Config config;
   /// Backends supplied by the embedding program (tests: a ScriptedBackend), by name. Config
