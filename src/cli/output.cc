@@ -267,8 +267,8 @@ void PrintUsage(const std::string& group_header, const v1::GetUsageResponse& usa
 void PrintAuditEvents(const std::vector<v1::AuditEvent>& events) {
   Table table({"time", "action", "key_id", "method", "outcome", "detail"});
   for (const v1::AuditEvent& e : events) {
-    table.Add({TimeText(e.time()), AuditActionName(e.action()), e.key_id(), e.method(),
-               e.outcome(), OneLine(e.detail(), kBodyWidth)});
+    table.Add({TimeText(e.time()), AuditActionName(e.action()), e.key_id(), e.method(), e.outcome(),
+               OneLine(e.detail(), 2 * kBodyWidth)});
   }
   table.Print(std::cout);
 }

@@ -1,6 +1,6 @@
 // Printing for agentctl: aligned tables, protobuf JSON, and one-line renderings of agentd
-// resources (agents, sessions, events, turn results, projects, keys, usage, audit records). Everything writes to std::cout unless
-// stated otherwise.
+// resources (agents, sessions, events, turn results, projects, keys, usage, audit records).
+// Everything writes to std::cout unless stated otherwise.
 #pragma once
 
 #include <google/protobuf/message.h>

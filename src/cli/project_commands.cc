@@ -28,11 +28,11 @@ constexpr int32_t kProjectsPerPage = 100;
 constexpr int64_t kMaxAuditPage = 1000;  // the server's page size limit
 
 const std::map<std::string, v1::UsageGroupBy>& GroupByNames() {
-  static const auto* names = new std::map<std::string, v1::UsageGroupBy>{
-      {"agent", v1::USAGE_GROUP_BY_AGENT},
-      {"session", v1::USAGE_GROUP_BY_SESSION},
-      {"model", v1::USAGE_GROUP_BY_MODEL},
-      {"day", v1::USAGE_GROUP_BY_DAY}};
+  static const auto* names =
+      new std::map<std::string, v1::UsageGroupBy>{{"agent", v1::USAGE_GROUP_BY_AGENT},
+                                                  {"session", v1::USAGE_GROUP_BY_SESSION},
+                                                  {"model", v1::USAGE_GROUP_BY_MODEL},
+                                                  {"day", v1::USAGE_GROUP_BY_DAY}};
   return *names;
 }
 
@@ -144,7 +144,8 @@ CLI::Option* AddProjectFlag(CLI::App* cmd, std::string* project) {
 
 // One unary ProjectService call with a fresh context; reports a failure (exit 1).
 template <typename Request, typename Response>
-int Call(Connection& c, grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+int Call(Connection& c,
+         grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
          const Request& request, Response* response) {
   auto context = c.NewContext();
   const grpc::Status status = (c.projects().*method)(context.get(), request, response);
@@ -301,19 +302,17 @@ int ListAudit(Connection& c, const AuditOptions& o) {
 // ---- Registration ---------------------------------------------------------------------------
 
 void AddProjectsGroup(CLI::App& app, Dispatch* d) {
-  CLI::App* projects =
-      AddCommand(app, "projects", "Create, show and list projects (tenants)",
-                 "  agentctl projects create team-a\n  agentctl projects get\n"
-                 "  agentctl projects list -o json");
+  CLI::App* projects = AddCommand(app, "projects", "Create, show and list projects (tenants)",
+                                  "  agentctl projects create team-a\n  agentctl projects get\n"
+                                  "  agentctl projects list -o json");
   projects->require_subcommand(1);
 
   auto name = std::make_shared<std::string>();
   CLI::App* create = AddCommand(*projects, "create", "Create a project (operator key only)",
                                 "  agentctl projects create team-a");
   create->add_option("NAME", *name, "Project name (1-128 printable characters)")->required();
-  create->callback([d, name] {
-    d->action = [name](Connection& c) { return CreateProject(c, *name); };
-  });
+  create->callback(
+      [d, name] { d->action = [name](Connection& c) { return CreateProject(c, *name); }; });
 
   auto id = std::make_shared<std::string>();
   CLI::App* get = AddCommand(*projects, "get", "Show a project and its limits",
@@ -321,9 +320,9 @@ void AddProjectsGroup(CLI::App& app, Dispatch* d) {
   get->add_option("PROJECT_ID", *id, "Project id (default: the API key's project)");
   get->callback([d, id] { d->action = [id](Connection& c) { return ShowProject(c, *id); }; });
 
-  CLI::App* list = AddCommand(*projects, "list",
-                              "List projects (the operator sees all, others their own)",
-                              "  agentctl projects list");
+  CLI::App* list =
+      AddCommand(*projects, "list", "List projects (the operator sees all, others their own)",
+                 "  agentctl projects list");
   list->callback([d] { d->action = [](Connection& c) { return ListProjects(c); }; });
 }
 
@@ -334,10 +333,10 @@ void AddKeysGroup(CLI::App& app, Dispatch* d) {
   keys->require_subcommand(1);
 
   auto o = std::make_shared<KeyCreateOptions>();
-  CLI::App* create = AddCommand(
-      *keys, "create", "Create an API key; its secret is printed once and never again",
-      "  agentctl keys create --role member --name ci\n"
-      "  agentctl keys create --role reader --project proj_0123 -o json");
+  CLI::App* create =
+      AddCommand(*keys, "create", "Create an API key; its secret is printed once and never again",
+                 "  agentctl keys create --role member --name ci\n"
+                 "  agentctl keys create --role reader --project proj_0123 -o json");
   create->add_option("--role", o->role, "What the key may do")
       ->required()
       ->check(CLI::IsMember({"admin", "member", "reader"}, CLI::ignore_case));
@@ -349,26 +348,24 @@ void AddKeysGroup(CLI::App& app, Dispatch* d) {
   CLI::App* list = AddCommand(*keys, "list", "List a project's keys, revoked ones included",
                               "  agentctl keys list\n  agentctl keys list --project proj_0123");
   AddProjectFlag(list, project.get());
-  list->callback([d, project] {
-    d->action = [project](Connection& c) { return ListKeys(c, *project); };
-  });
+  list->callback(
+      [d, project] { d->action = [project](Connection& c) { return ListKeys(c, *project); }; });
 
   auto key_id = std::make_shared<std::string>();
   CLI::App* revoke = AddCommand(*keys, "revoke", "Revoke a key: it fails from its next call on",
                                 "  agentctl keys revoke k0123456789abcdef");
   revoke->add_option("KEY_ID", *key_id, "Key id (as shown by `keys list`)")->required();
-  revoke->callback([d, key_id] {
-    d->action = [key_id](Connection& c) { return RevokeKey(c, *key_id); };
-  });
+  revoke->callback(
+      [d, key_id] { d->action = [key_id](Connection& c) { return RevokeKey(c, *key_id); }; });
 }
 
 void AddUsage(CLI::App& app, Dispatch* d) {
   auto o = std::make_shared<UsageOptions>();
-  CLI::App* cmd = AddCommand(
-      app, "usage", "Show token usage, model calls and cost, grouped, with a TOTAL row",
-      "  agentctl usage\n"
-      "  agentctl usage --by model --since 2024-05-01 --until 2024-05-31\n"
-      "  agentctl usage --project proj_0123 --by agent -o json");
+  CLI::App* cmd =
+      AddCommand(app, "usage", "Show token usage, model calls and cost, grouped, with a TOTAL row",
+                 "  agentctl usage\n"
+                 "  agentctl usage --by model --since 2024-05-01 --until 2024-05-31\n"
+                 "  agentctl usage --project proj_0123 --by agent -o json");
   AddProjectFlag(cmd, &o->project);
   cmd->add_option("--by", o->by, "Group rows by")
       ->check(CLI::IsMember({"agent", "session", "model", "day"}))
@@ -387,9 +384,8 @@ void AddLimitsGroup(CLI::App& app, Dispatch* d) {
   CLI::App* get = AddCommand(*limits, "get", "Show a project's limits",
                              "  agentctl limits get --project proj_0123");
   AddProjectFlag(get, project.get());
-  get->callback([d, project] {
-    d->action = [project](Connection& c) { return ShowLimits(c, *project); };
-  });
+  get->callback(
+      [d, project] { d->action = [project](Connection& c) { return ShowLimits(c, *project); }; });
 
   auto o = std::make_shared<LimitsOptions>();
   CLI::App* set = AddCommand(
@@ -397,11 +393,10 @@ void AddLimitsGroup(CLI::App& app, Dispatch* d) {
       "  agentctl limits set --monthly-budget-usd 50 --requests-per-minute 120\n"
       "  agentctl limits set --project proj_0123 --daily-token-limit 0");
   AddProjectFlag(set, &o->project);
-  o->budget_flag =
-      set->add_option("--monthly-budget-usd", o->monthly_budget_usd,
-                      "Cost per UTC calendar month in USD (0 = unlimited)")
-          ->check(NonNegativeFinite())
-          ->type_name("USD");
+  o->budget_flag = set->add_option("--monthly-budget-usd", o->monthly_budget_usd,
+                                   "Cost per UTC calendar month in USD (0 = unlimited)")
+                       ->check(NonNegativeFinite())
+                       ->type_name("USD");
   o->tokens_flag = set->add_option("--daily-token-limit", o->daily_token_limit,
                                    "Input + output tokens per UTC day (0 = unlimited)")
                        ->check(CLI::NonNegativeNumber)
@@ -415,10 +410,10 @@ void AddLimitsGroup(CLI::App& app, Dispatch* d) {
 
 void AddAudit(CLI::App& app, Dispatch* d) {
   auto o = std::make_shared<AuditOptions>();
-  CLI::App* cmd = AddCommand(
-      app, "audit", "Show a project's audit records, oldest first (admin key)",
-      "  agentctl audit --since 2024-05-01\n"
-      "  agentctl audit --project proj_0123 --limit 50 -o json");
+  CLI::App* cmd =
+      AddCommand(app, "audit", "Show a project's audit records, oldest first (admin key)",
+                 "  agentctl audit --since 2024-05-01\n"
+                 "  agentctl audit --project proj_0123 --limit 50 -o json");
   AddProjectFlag(cmd, &o->project);
   AddTimeRangeFlags(cmd, &o->range);
   cmd->add_option("--limit", o->limit, "At most N records, the oldest first (0 = all)")
