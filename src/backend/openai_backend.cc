@@ -1,6 +1,12 @@
 #include "backend/openai_backend.h"
 
 #include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 
 #include <algorithm>
 #include <cstdlib>
@@ -109,11 +115,29 @@ class OpenAiBackend::Call final : public ModelCall, public std::enable_shared_fr
   absl::Status failure_;  // set by a body callback that aborted the transfer
 };
 
-// The I/O thread and the curl multi handle it alone drives.
+// The I/O thread and the curl multi handle it alone drives, on epoll: curl tells us (socket
+// callback) which sockets to watch for what and (timer callback) when it next needs a timeout
+// call; epoll_wait then costs O(ready sockets), not O(open transfers) as curl_multi_poll does —
+// with thousands of slow model calls open that is the difference between idle and busy.
 class OpenAiBackend::Loop {
  public:
   explicit Loop(const OpenAiBackendOptions* options) : options_(options) {
     multi_ = curl_multi_init();
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (multi_ == nullptr || epoll_ < 0 || wake_ < 0) {
+      // Nothing can run without these; fail loudly at startup rather than hang calls.
+      std::fprintf(stderr, "agentd: openai backend: cannot set up curl/epoll/eventfd\n");
+      std::abort();
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Loop::OnSocket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Loop::OnTimer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -121,33 +145,76 @@ class OpenAiBackend::Loop {
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
-      curl_multi_wakeup(multi_);
     }
+    Wake();
     thread_.join();
     curl_multi_cleanup(multi_);
+    close(wake_);
+    close(epoll_);
   }
 
   /// Hands `call` to the I/O thread; false once the loop is stopping.
   bool Submit(std::shared_ptr<Call> call) {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
-    incoming_.push_back(std::move(call));
-    curl_multi_wakeup(multi_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return false;
+      incoming_.push_back(std::move(call));
+    }
+    Wake();
     return true;
   }
 
   void RequestCancel(std::shared_ptr<Call> call) {
-    absl::MutexLock lock(&mu_);
-    cancels_.push_back(std::move(call));
-    curl_multi_wakeup(multi_);
+    {
+      absl::MutexLock lock(&mu_);
+      cancels_.push_back(std::move(call));
+    }
+    Wake();
   }
 
  private:
   void Run();
   void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<ModelResponse> outcome);
+  /// Takes queued submissions and cancellations; false when the loop must stop.
+  bool DrainQueues();
+  /// Completes the transfers curl reports done.
+  void ReapDone();
+
+  void Wake() {
+    const uint64_t one = 1;
+    // A full counter (never in practice) still leaves the fd readable: the wakeup is not lost.
+    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof(one));
+  }
+
+  // curl: watch socket `s` for `what` (CURL_POLL_IN/OUT/INOUT/REMOVE).
+  static int OnSocket(CURL*, curl_socket_t s, int what, void* userp, void*) {
+    auto* loop = static_cast<Loop*>(userp);
+    if (what == CURL_POLL_REMOVE) {
+      epoll_ctl(loop->epoll_, EPOLL_CTL_DEL, s, nullptr);
+      return 0;
+    }
+    epoll_event ev{};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (epoll_ctl(loop->epoll_, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+      epoll_ctl(loop->epoll_, EPOLL_CTL_ADD, s, &ev);
+    }
+    return 0;
+  }
+
+  // curl: call socket_action(CURL_SOCKET_TIMEOUT) after `timeout_ms` (-1: no timer).
+  static int OnTimer(CURLM*, long timeout_ms, void* userp) {
+    auto* loop = static_cast<Loop*>(userp);
+    loop->timer_ = timeout_ms < 0 ? absl::InfiniteFuture()
+                                  : absl::Now() + absl::Milliseconds(timeout_ms);
+    return 0;
+  }
 
   const OpenAiBackendOptions* options_;
   CURLM* multi_ = nullptr;
+  int epoll_ = -1;
+  int wake_ = -1;  // eventfd: Submit/RequestCancel/stop wake the I/O thread
+  absl::Time timer_ = absl::InfiniteFuture();  // I/O thread only
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Call>> incoming_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Call>> cancels_ ABSL_GUARDED_BY(mu_);
@@ -176,54 +243,85 @@ void OpenAiBackend::Loop::Finish(const std::shared_ptr<Call>& call,
   call->Complete(std::move(outcome));
 }
 
-void OpenAiBackend::Loop::Run() {
-  while (true) {
-    std::vector<std::shared_ptr<Call>> incoming;
-    std::vector<std::shared_ptr<Call>> cancels;
-    bool stopping;
-    {
-      absl::MutexLock lock(&mu_);
-      incoming.swap(incoming_);
-      cancels.swap(cancels_);
-      stopping = stopping_;
-    }
-    for (std::shared_ptr<Call>& call : incoming) {
-      if (stopping) {
-        Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
-      } else if (CURLMcode rc = curl_multi_add_handle(multi_, call->easy_); rc != CURLM_OK) {
-        Finish(call, absl::InternalError(
-                         absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(rc))));
-      } else {
-        active_.emplace(call.get(), call);
-      }
-    }
-    for (const std::shared_ptr<Call>& call : cancels) {
-      if (active_.count(call.get()) > 0) Finish(call, absl::CancelledError("model call cancelled"));
-    }
+bool OpenAiBackend::Loop::DrainQueues() {
+  std::vector<std::shared_ptr<Call>> incoming;
+  std::vector<std::shared_ptr<Call>> cancels;
+  bool stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    incoming.swap(incoming_);
+    cancels.swap(cancels_);
+    stopping = stopping_;
+  }
+  for (std::shared_ptr<Call>& call : incoming) {
     if (stopping) {
-      std::unordered_map<Call*, std::shared_ptr<Call>> left = active_;
-      for (auto& [raw, call] : left) {
-        Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
-      }
-      return;
+      Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
+    } else if (CURLMcode rc = curl_multi_add_handle(multi_, call->easy_); rc != CURLM_OK) {
+      Finish(call, absl::InternalError(
+                       absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(rc))));
+    } else {
+      active_.emplace(call.get(), call);  // curl's timer callback schedules its start
     }
+  }
+  for (const std::shared_ptr<Call>& call : cancels) {
+    if (active_.count(call.get()) > 0) Finish(call, absl::CancelledError("model call cancelled"));
+  }
+  if (stopping) {
+    std::unordered_map<Call*, std::shared_ptr<Call>> left = active_;
+    for (auto& [raw, call] : left) {
+      Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
+    }
+  }
+  return !stopping;
+}
 
-    int running = 0;
-    curl_multi_perform(multi_, &running);
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      Call* raw = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
-      const CURLcode code = msg->data.result;  // `msg` dies with the removal below
-      auto it = active_.find(raw);
-      if (it == active_.end()) continue;
-      std::shared_ptr<Call> call = it->second;
-      curl_multi_remove_handle(multi_, call->easy_);
-      active_.erase(it);
-      Finish(call, call->Outcome(code));
+void OpenAiBackend::Loop::ReapDone() {
+  int queued = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    Call* raw = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+    const CURLcode code = msg->data.result;  // `msg` dies with the removal below
+    auto it = active_.find(raw);
+    if (it == active_.end()) continue;
+    std::shared_ptr<Call> call = it->second;
+    curl_multi_remove_handle(multi_, call->easy_);
+    active_.erase(it);
+    Finish(call, call->Outcome(code));
+  }
+}
+
+void OpenAiBackend::Loop::Run() {
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  int running = 0;
+  while (DrainQueues()) {
+    // Sleep until a socket is ready, curl's timer is due, or a wakeup; at most 1 s.
+    int wait_ms = 1000;
+    if (timer_ != absl::InfiniteFuture()) {
+      const int64_t until = absl::ToInt64Milliseconds(absl::Ceil(timer_ - absl::Now(),
+                                                                 absl::Milliseconds(1)));
+      wait_ms = static_cast<int>(std::clamp<int64_t>(until, 0, 1000));
     }
-    curl_multi_poll(multi_, nullptr, 0, /*timeout_ms=*/1000, nullptr);
+    const int n = epoll_wait(epoll_, events, kMaxEvents, wait_ms);
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == wake_) {
+        uint64_t count;
+        [[maybe_unused]] ssize_t r = read(wake_, &count, sizeof(count));
+        continue;
+      }
+      int mask = 0;
+      if (events[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
+      if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+      if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(multi_, fd, mask, &running);
+    }
+    if (timer_ != absl::InfiniteFuture() && absl::Now() >= timer_) {
+      timer_ = absl::InfiniteFuture();  // curl sets a new one if it needs it
+      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    ReapDone();
   }
 }
 
