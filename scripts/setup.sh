@@ -9,6 +9,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libevent-dev
   python3 python3-grpcio python3-protobuf python3-pytest
   openssl  # the openssl CLI: tls_test makes its certificates with it
+  json-schema-test-suite  # json_schema_test runs its draft 7 cases
 )
 
 missing=()

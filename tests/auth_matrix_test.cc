@@ -47,7 +47,6 @@ struct CallResult {
 enum class Target {
   kAddressed,  // names one of A's resources: NOT_FOUND for another project
   kScoped,     // acts on the caller's own project (create/list): OK for another project
-  kNotBuilt,   // authenticated, then UNIMPLEMENTED
 };
 
 struct Rpc {
@@ -142,7 +141,7 @@ std::vector<Rpc> AllRpcs() {
     google::protobuf::Empty resp;
     return Unary(s.sessions->DeleteSession(c, req, &resp), resp);
   });
-  add("ForkSession", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("ForkSession", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::ForkSessionRequest req;
     req.set_session_id(kSessionA);
     v1::Session resp;
@@ -174,14 +173,14 @@ std::vector<Rpc> AllRpcs() {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
     return ReadAll<v1::Event>(s.sessions->WatchEvents(c, req));
   });
-  add("GetState", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("GetState", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::GetStateRequest req;
     req.set_session_id(kSessionA);
     req.set_key("k");
     v1::StateEntry resp;
     return Unary(s.sessions->GetState(c, req, &resp), resp);
   });
-  add("PutState", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("PutState", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::PutStateRequest req;
     req.set_session_id(kSessionA);
     req.set_key("k");
@@ -189,54 +188,72 @@ std::vector<Rpc> AllRpcs() {
     v1::StateEntry resp;
     return Unary(s.sessions->PutState(c, req, &resp), resp);
   });
-  add("ListState", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("ListState", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::ListStateRequest req;
     req.set_session_id(kSessionA);
     v1::ListStateResponse resp;
     return Unary(s.sessions->ListState(c, req, &resp), resp);
   });
-  add("ExportSession", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("ExportSession", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::ExportSessionRequest req;
     req.set_session_id(kSessionA);
     return ReadAll<v1::ExportChunk>(s.sessions->ExportSession(c, req));
   });
-  add("ImportSession", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("ImportSession", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::Session resp;
     auto writer = s.sessions->ImportSession(c, &resp);
+    v1::ExportChunk session_chunk;
+    session_chunk.mutable_session()->set_agent_id("imported");
+    session_chunk.mutable_session()->set_agent_version(1);
+    session_chunk.mutable_session()->set_status(v1::SESSION_STATUS_IDLE);
+    v1::ExportChunk agent_chunk;
+    agent_chunk.mutable_agent()->set_agent_id("imported");
+    agent_chunk.mutable_agent()->set_version(1);
+    agent_chunk.mutable_agent()->set_name("n");
+    agent_chunk.mutable_agent()->set_model("echo");
+    writer->Write(session_chunk);
+    writer->Write(agent_chunk);
     writer->WritesDone();
     grpc::Status st = writer->Finish();
     return Unary(st, resp);
   });
+  add("ReplaySession", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+    v1::ReplaySessionRequest req;
+    req.set_session_id(kSessionA);
+    req.set_model("echo");
+    v1::ReplaySessionResponse resp;
+    return Unary(s.sessions->ReplaySession(c, req, &resp), resp);
+  });
   // ---- MemoryService
-  add("PutMemory", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("PutMemory", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::PutMemoryRequest req;
     req.set_namespace_("users/a");
     req.set_text("t");
     v1::MemoryRecord resp;
     return Unary(s.memory->PutMemory(c, req, &resp), resp);
   });
-  add("GetMemory", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("GetMemory", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::GetMemoryRequest req;
     req.set_namespace_("users/a");
-    req.set_key("k");
+    req.set_key("marker");
     v1::MemoryRecord resp;
     return Unary(s.memory->GetMemory(c, req, &resp), resp);
   });
-  add("ListMemories", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("ListMemories", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::ListMemoriesRequest req;
     v1::ListMemoriesResponse resp;
     return Unary(s.memory->ListMemories(c, req, &resp), resp);
   });
-  add("SearchMemory", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("SearchMemory", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::SearchMemoryRequest req;
-    req.set_query("q");
+    req.set_query("apples");
     v1::SearchMemoryResponse resp;
     return Unary(s.memory->SearchMemory(c, req, &resp), resp);
   });
-  add("DeleteMemory", Target::kNotBuilt, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+  add("DeleteMemory", Target::kAddressed, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
     v1::DeleteMemoryRequest req;
     req.set_namespace_("users/a");
-    req.set_key("k");
+    req.set_key("marker");
     google::protobuf::Empty resp;
     return Unary(s.memory->DeleteMemory(c, req, &resp), resp);
   });
@@ -345,6 +362,13 @@ class AuthMatrixTest : public ::testing::Test {
     ASSERT_TRUE(stubs_.sessions->CreateSession(c2.get(), sreq, &session).ok());
     v1::RunTurnRequest treq = TurnRequest();
     treq.mutable_input(0)->set_text(kMarker);
+    v1::PutMemoryRequest mreq;
+    mreq.set_namespace_("users/a");
+    mreq.set_key("marker");
+    mreq.set_text(std::string(kMarker) + " likes apples");
+    v1::MemoryRecord mrec;
+    auto cm = Ctx(member_a_);
+    ASSERT_TRUE(stubs_.memory->PutMemory(cm.get(), mreq, &mrec).ok());
     v1::TurnResult result;
     auto c3 = Ctx(member_a_);
     grpc::Status st = stubs_.sessions->RunTurn(c3.get(), treq, &result);
@@ -442,8 +466,6 @@ TEST_F(AuthMatrixTest, AnotherProjectsKeyFindsNothingOfProjectA) {
       grpc::StatusCode want;
       if (!auth::RoleAllows(role, project_b_, access)) {
         want = grpc::StatusCode::PERMISSION_DENIED;
-      } else if (rpc.target == Target::kNotBuilt) {
-        want = grpc::StatusCode::UNIMPLEMENTED;
       } else if (rpc.target == Target::kAddressed) {
         want = grpc::StatusCode::NOT_FOUND;
       } else {
@@ -472,7 +494,9 @@ TEST_F(AuthMatrixTest, AnotherProjectsKeyFindsNothingOfProjectA) {
   ASSERT_TRUE(stubs_.projects->ListApiKeys(c2.get(), lreq, &keys).ok());
   for (const v1::ApiKey& k : keys.keys()) {
     EXPECT_NE(k.name(), "intruder");
-    if (k.key_id() == fixture_.key_id_a) EXPECT_FALSE(k.revoked());
+    if (k.key_id() == fixture_.key_id_a) {
+      EXPECT_FALSE(k.revoked());
+    }
   }
 }
 

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "agentd/v1/project.grpc.pb.h"
@@ -181,6 +183,43 @@ TEST_F(ProjectsTest, BudgetIsCheckedBeforeEveryStepOfATurn) {
   EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
   EXPECT_TRUE(absl::StrContains(events.back().turn().error(), "monthly budget"));
   EXPECT_EQ(Usage(v1::USAGE_GROUP_BY_DAY).total().model_calls(), 1);
+}
+
+TEST_F(ProjectsTest, ConcurrentTurnsOvershootOnlyByTheStepsInFlight) {
+  constexpr int kSessions = 6;
+  const std::string agent = h_.CreateAgent("scripted").agent_id();
+  std::vector<std::string> sids;
+  for (int i = 0; i < kSessions; ++i) sids.push_back(h_.CreateSession(agent).session_id());
+  v1::ProjectLimits limits;
+  limits.set_monthly_budget_usd(kTurnCost / 2);
+  ASSERT_TRUE(SetLimits(limits).ok());
+  for (int i = 0; i < 2 * kSessions; ++i) {
+    backend::ScriptedReply r;
+    r.text = "slow";
+    r.input_tokens = kIn;
+    r.output_tokens = kOut;
+    r.delay = absl::Milliseconds(300);  // all admitted before any spends
+    h_.scripted().Push(r);
+  }
+  std::vector<std::thread> threads;
+  std::vector<grpc::StatusCode> codes(kSessions);
+  for (int i = 0; i < kSessions; ++i) {
+    threads.emplace_back([&, i] {
+      v1::TurnResult r;
+      codes[i] = h_.Send(sids[i], "go", &r).error_code();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0;
+  for (auto c : codes) ok += c == grpc::StatusCode::OK;
+  EXPECT_GE(ok, 1);
+  // Spent: at most the budget plus one step per turn that was in flight.
+  const double spent = Usage(v1::USAGE_GROUP_BY_DAY).total().cost_usd();
+  EXPECT_LE(spent, limits.monthly_budget_usd() + kSessions * kTurnCost + 1e-12);
+  EXPECT_NEAR(spent, ok * kTurnCost, 1e-12);
+  // Now the budget is spent: the next turn is refused before any model call.
+  v1::TurnResult r;
+  EXPECT_EQ(h_.Send(sids[0], "again", &r).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 TEST_F(ProjectsTest, DailyTokenLimit) {

@@ -16,6 +16,8 @@
 #include "store/rocksdb_util.h"
 #include "store/schema.h"
 #include "store_contract_test.h"
+#include "store_memory_contract_test.h"
+#include "store_state_contract_test.h"
 #include "store_tenancy_contract_test.h"
 #include "testing/temp_dir.h"
 
@@ -38,6 +40,8 @@ struct RocksDbHarness {
 };
 INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreContractTest, ::testing::Types<RocksDbHarness>);
 INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreTenancyContractTest, ::testing::Types<RocksDbHarness>);
+INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreStateContractTest, ::testing::Types<RocksDbHarness>);
+INSTANTIATE_TYPED_TEST_SUITE_P(RocksDb, StoreMemoryContractTest, ::testing::Types<RocksDbHarness>);
 
 // ---- RocksDB-specific behaviour ------------------------------------------------------------
 
@@ -612,7 +616,10 @@ TEST(SchemaTest, RegistryMatchesTheEnum) {
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kApiKeys), "api_keys");
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kUsage), "usage");
   EXPECT_STREQ(schema::Name(schema::ColumnFamily::kAudit), "audit");
-  EXPECT_EQ(schema::kColumnFamilies.size(), 12u);
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kState), "state");
+  EXPECT_EQ(schema::Index(schema::ColumnFamily::kExpiry), 13u);
+  EXPECT_STREQ(schema::Name(schema::ColumnFamily::kExpiry), "expiry");
+  EXPECT_EQ(schema::kColumnFamilies.size(), 14u);
 }
 
 TEST(SchemaTest, TenancyKeysRoundTrip) {

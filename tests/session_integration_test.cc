@@ -272,11 +272,12 @@ TEST_F(SessionTest, HealthReflectionAndRequestIds) {
   EXPECT_NE(ctx2.GetServerInitialMetadata().find("x-agentd-request-id"),
             ctx2.GetServerInitialMetadata().end());
 
-  // RPCs not built yet answer UNIMPLEMENTED.
+  // Every service is served (memory: an empty request is a clear INVALID_ARGUMENT).
   auto memory = v1::MemoryService::NewStub(channel);
   v1::GetMemoryRequest mreq;
   v1::MemoryRecord mrec;
-  EXPECT_EQ(memory->GetMemory(Ctx().get(), mreq, &mrec).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(memory->GetMemory(Ctx().get(), mreq, &mrec).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(SessionTest, BadInputGetsInvalidArgumentAndChangesNothing) {

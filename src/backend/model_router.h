@@ -93,6 +93,11 @@ class ModelRouter final : public InferenceBackend {
 
   /// True if `model` is a configured model name (or `echo`).
   bool HasModel(const std::string& model) const;
+  /// The configured context window of `model` in tokens (0 = not configured or unknown model).
+  int64_t ContextWindow(const std::string& model) const {
+    auto it = models_.find(model);
+    return it == models_.end() ? 0 : it->second.context_window;
+  }
   /// Cost in USD of a call with these token counts on `model` (0 for unknown / free models).
   double Cost(const std::string& model, int64_t input_tokens, int64_t output_tokens) const;
   /// Configured model names, sorted.

@@ -1,15 +1,17 @@
-// MemoryService over gRPC. Long-term memory is not built yet: every RPC authenticates like any
-// other and then answers UNIMPLEMENTED.
+// MemoryService over gRPC: proto in, MemoryManager call, proto out. Nothing else.
 #pragma once
 
 #include "agentd/v1/memory.grpc.pb.h"
 #include "auth/authenticator.h"
+#include "runtime/memory_manager.h"
 
 namespace agentd::rpc {
 
 class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
  public:
-  explicit MemoryServiceImpl(auth::Authenticator* auth) : auth_(auth) {}
+  /// Both outlive the service.
+  MemoryServiceImpl(runtime::MemoryManager* memory, auth::Authenticator* auth)
+      : memory_(memory), auth_(auth) {}
 
   grpc::ServerUnaryReactor* PutMemory(grpc::CallbackServerContext* ctx,
                                       const v1::PutMemoryRequest* request,
@@ -28,6 +30,7 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
                                          google::protobuf::Empty* response) override;
 
  private:
+  runtime::MemoryManager* memory_;
   auth::Authenticator* auth_;
 };
 

@@ -349,9 +349,4 @@ grpc::ServerWriteReactor<v1::Event>* StartWatch(grpc::CallbackServerContext* ctx
   return reactor;
 }
 
-absl::Status NotBuiltYet(const char* method) {
-  return absl::UnimplementedError(
-      absl::StrCat(method, " is not available in this version of agentd yet"));
-}
-
 }  // namespace agentd::rpc

@@ -29,30 +29,26 @@ grpc::ServerWriteReactor<v1::Event>* StartWatch(grpc::CallbackServerContext* ctx
                                        auth::Authenticator* auth,
                                                 const v1::WatchEventsRequest* request);
 
-/// A server-streaming call that ends at once with `status` (authentication failures, RPCs that
-/// are not built yet).
-template <typename Msg>
-grpc::ServerWriteReactor<Msg>* FinishedWriter(grpc::Status status) {
-  class Reactor final : public grpc::ServerWriteReactor<Msg> {
-   public:
-    explicit Reactor(grpc::Status st) { this->Finish(std::move(st)); }
-    void OnDone() override { delete this; }
-  };
-  return new Reactor(std::move(status));
-}
+// ---- Export, import and replay (transfer_reactors.cc) ----------------------------------------
 
-/// A client-streaming call that ends at once with `status` (nothing is read).
-template <typename Msg>
-grpc::ServerReadReactor<Msg>* FinishedReader(grpc::Status status) {
-  class Reactor final : public grpc::ServerReadReactor<Msg> {
-   public:
-    explicit Reactor(grpc::Status st) { this->Finish(std::move(st)); }
-    void OnDone() override { delete this; }
-  };
-  return new Reactor(std::move(status));
-}
+/// ExportSession: writes the export's chunks one at a time, reading the next only when the
+/// previous one was accepted by gRPC's flow control (a slow reader costs no memory).
+grpc::ServerWriteReactor<v1::ExportChunk>* StartExport(grpc::CallbackServerContext* ctx,
+                                                       runtime::SessionManager* sessions,
+                                                       auth::Authenticator* auth,
+                                                       const v1::ExportSessionRequest* request);
 
-/// UNIMPLEMENTED for an RPC whose feature is not built yet (checked after authentication).
-absl::Status NotBuiltYet(const char* method);
+/// ImportSession: validates each chunk as it arrives (ending the call at the first bad one, or
+/// past `max_bytes` in all) and creates the session when the client half-closes.
+grpc::ServerReadReactor<v1::ExportChunk>* StartImport(grpc::CallbackServerContext* ctx,
+                                                      runtime::SessionManager* sessions,
+                                                      auth::Authenticator* auth,
+                                                      v1::Session* response, size_t max_bytes);
+
+/// ReplaySession: finishes when the replay is over; a client that goes away cancels it.
+grpc::ServerUnaryReactor* StartReplay(grpc::CallbackServerContext* ctx,
+                                      runtime::SessionManager* sessions, auth::Authenticator* auth,
+                                      const v1::ReplaySessionRequest* request,
+                                      v1::ReplaySessionResponse* response);
 
 }  // namespace agentd::rpc

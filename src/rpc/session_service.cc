@@ -74,49 +74,54 @@ grpc::ServerWriteReactor<v1::Event>* SessionServiceImpl::WatchEvents(
   return StartWatch(ctx, sessions_, auth_, request);
 }
 
-// ---- Not built yet: authenticated like every RPC, then UNIMPLEMENTED ----------------------
+// ---- Forks, tool state, export/import, replay ----------------------------------------------
 
 grpc::ServerUnaryReactor* SessionServiceImpl::ForkSession(grpc::CallbackServerContext* ctx,
-                                                          const v1::ForkSessionRequest*,
-                                                          v1::Session*) {
-  return Unary(ctx, "ForkSession", auth_, [](const CallScope&) { return NotBuiltYet("ForkSession"); });
+                                                          const v1::ForkSessionRequest* request,
+                                                          v1::Session* response) {
+  return Unary(ctx, "ForkSession", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->Fork(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::GetState(grpc::CallbackServerContext* ctx,
-                                                       const v1::GetStateRequest*, v1::StateEntry*) {
-  return Unary(ctx, "GetState", auth_, [](const CallScope&) { return NotBuiltYet("GetState"); });
+                                                       const v1::GetStateRequest* request,
+                                                       v1::StateEntry* response) {
+  return Unary(ctx, "GetState", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->GetState(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::PutState(grpc::CallbackServerContext* ctx,
-                                                       const v1::PutStateRequest*, v1::StateEntry*) {
-  return Unary(ctx, "PutState", auth_, [](const CallScope&) { return NotBuiltYet("PutState"); });
+                                                       const v1::PutStateRequest* request,
+                                                       v1::StateEntry* response) {
+  return Unary(ctx, "PutState", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->PutState(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::ListState(grpc::CallbackServerContext* ctx,
-                                                        const v1::ListStateRequest*,
-                                                        v1::ListStateResponse*) {
-  return Unary(ctx, "ListState", auth_, [](const CallScope&) { return NotBuiltYet("ListState"); });
+                                                        const v1::ListStateRequest* request,
+                                                        v1::ListStateResponse* response) {
+  return Unary(ctx, "ListState", auth_, [&](const CallScope& scope) {
+    return Assign(sessions_->ListState(scope.identity().project_id, *request), response);
+  });
 }
 
 grpc::ServerWriteReactor<v1::ExportChunk>* SessionServiceImpl::ExportSession(
-    grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest*) {
-  CallScope scope(ctx, "ExportSession", auth_);
-  return FinishedWriter<v1::ExportChunk>(
-      scope.Done(scope.ok() ? NotBuiltYet("ExportSession") : scope.auth_status()));
+    grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) {
+  return StartExport(ctx, sessions_, auth_, request);
 }
 
 grpc::ServerReadReactor<v1::ExportChunk>* SessionServiceImpl::ImportSession(
-    grpc::CallbackServerContext* ctx, v1::Session*) {
-  CallScope scope(ctx, "ImportSession", auth_);
-  return FinishedReader<v1::ExportChunk>(
-      scope.Done(scope.ok() ? NotBuiltYet("ImportSession") : scope.auth_status()));
+    grpc::CallbackServerContext* ctx, v1::Session* response) {
+  return StartImport(ctx, sessions_, auth_, response, max_import_bytes_);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::ReplaySession(grpc::CallbackServerContext* ctx,
-                                                            const v1::ReplaySessionRequest*,
-                                                            v1::ReplaySessionResponse*) {
-  return Unary(ctx, "ReplaySession", auth_,
-               [](const CallScope&) { return NotBuiltYet("ReplaySession"); });
+grpc::ServerUnaryReactor* SessionServiceImpl::ReplaySession(
+    grpc::CallbackServerContext* ctx, const v1::ReplaySessionRequest* request,
+    v1::ReplaySessionResponse* response) {
+  return StartReplay(ctx, sessions_, auth_, request, response);
 }
 
 }  // namespace agentd::rpc

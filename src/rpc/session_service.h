@@ -1,17 +1,21 @@
 // SessionService over gRPC. Unary RPCs map straight onto SessionManager; RunTurn, StreamTurn,
-// CancelTurn and WatchEvents use reactors (reactors.h) so no gRPC thread waits on a model.
+// CancelTurn, WatchEvents, ExportSession, ImportSession and ReplaySession use reactors
+// (reactors.h) so no gRPC thread waits on a model or a slow client.
 #pragma once
 
 #include "agentd/v1/session.grpc.pb.h"
 #include "auth/authenticator.h"
 #include "runtime/session_manager.h"
+#include "runtime/session_transfer.h"
 
 namespace agentd::rpc {
 
 class SessionServiceImpl final : public v1::SessionService::CallbackService {
  public:
-  SessionServiceImpl(runtime::SessionManager* sessions, auth::Authenticator* auth)
-      : sessions_(sessions), auth_(auth) {}
+  /// `max_import_bytes` caps one ImportSession stream (the sum of its chunks).
+  SessionServiceImpl(runtime::SessionManager* sessions, auth::Authenticator* auth,
+                     size_t max_import_bytes = runtime::kDefaultMaxImportBytes)
+      : sessions_(sessions), auth_(auth), max_import_bytes_(max_import_bytes) {}
 
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
                                           const v1::CreateSessionRequest* request,
@@ -39,7 +43,6 @@ class SessionServiceImpl final : public v1::SessionService::CallbackService {
   grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* ctx,
                                                    const v1::WatchEventsRequest* request) override;
 
-  // Authenticated, then UNIMPLEMENTED until the state/fork/export work lands.
   grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* ctx,
                                         const v1::ForkSessionRequest* request,
                                         v1::Session* response) override;
@@ -63,6 +66,7 @@ class SessionServiceImpl final : public v1::SessionService::CallbackService {
  private:
   runtime::SessionManager* sessions_;
   auth::Authenticator* auth_;
+  const size_t max_import_bytes_;
 };
 
 }  // namespace agentd::rpc

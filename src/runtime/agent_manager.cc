@@ -4,6 +4,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "runtime/builtin_tools.h"
 #include "runtime/validation.h"
 
 namespace agentd::runtime {
@@ -19,6 +20,14 @@ absl::Status Named(absl::Status st, const std::string& agent_id) {
   return st;
 }
 
+// BUILTIN tools are stored with agentd's schema (and description, unless the agent gave one),
+// so GetAgent shows exactly what the model is told.
+void FillBuiltinTools(v1::Agent* agent) {
+  for (v1::ToolSpec& t : *agent->mutable_tools()) {
+    if (t.kind() == v1::TOOL_KIND_BUILTIN) FillBuiltinToolSpec(&t);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Agent> AgentManager::Create(const std::string& project_id, v1::Agent agent) {
@@ -32,6 +41,7 @@ absl::StatusOr<v1::Agent> AgentManager::Create(const std::string& project_id, v1
   }
   AGENTD_RETURN_IF_ERROR(
       ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); }));
+  FillBuiltinTools(&agent);
   agent.set_version(1);
   *agent.mutable_create_time() = NowProto();
   *agent.mutable_update_time() = agent.create_time();
@@ -63,6 +73,7 @@ absl::StatusOr<v1::Agent> AgentManager::Update(const std::string& project_id, v1
   AGENTD_RETURN_IF_ERROR(ValidateId("agent.agent_id", agent.agent_id()));
   AGENTD_RETURN_IF_ERROR(
       ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); }));
+  FillBuiltinTools(&agent);
   // Optimistic concurrency: retry when another update moved the head in between.
   for (int attempt = 0; attempt < 16; ++attempt) {
     auto latest = store_->GetAgent(project_id, agent.agent_id(), 0);

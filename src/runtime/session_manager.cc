@@ -75,6 +75,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const std::string& project_id
     return absl::AlreadyExistsError(absl::StrCat("session \"", s->session_id(), "\" already exists"));
   }
   AGENTD_RETURN_IF_ERROR(st);
+  // The id may have named an expired session whose log is still cached.
+  deps_.history->Erase(EventHub::Key(project_id, s->session_id()));
   return *s;
 }
 

@@ -8,6 +8,8 @@
 // a session consistent when several processes share a store.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -24,6 +26,10 @@
 
 namespace agentd::runtime {
 
+class ReplayRun;
+class SessionExporter;
+class SessionImporter;
+
 class SessionManager {
  public:
   explicit SessionManager(TurnDeps deps);
@@ -37,6 +43,42 @@ class SessionManager {
   absl::Status Delete(const std::string& project_id, const std::string& session_id);
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const std::string& project_id,
                                                     const v1::ListEventsRequest& request);
+
+  // ---- Forks, tool state, export/import, replay, retention (session_ops.cc) ----------------
+  /// Forks a session at a committed seq (at_seq 0 = its last_seq; a turn may be running on it).
+  /// The fork pins the same agent version, copies the metadata, the tool state and the
+  /// expire_time (a fork never outlives its parent's retention), starts with zero usage, and reads
+  /// the parent's events up to at_seq without copying them. Its status is the parent's at that
+  /// point: IDLE after a completed turn (or inside one), REQUIRES_ACTION with the calls still
+  /// unanswered after a turn that ended REQUIRES_ACTION, FAILED after a failed turn.
+  /// INVALID_ARGUMENT (at_seq < 0 or past last_seq, bad ids), NOT_FOUND, ALREADY_EXISTS.
+  absl::StatusOr<v1::Session> Fork(const std::string& project_id,
+                                   const v1::ForkSessionRequest& request);
+  /// Fork at exactly `at_seq` (0 = an empty fork); `new_session_id` empty = generated.
+  absl::StatusOr<v1::Session> ForkAt(const std::string& project_id, const std::string& session_id,
+                                     int64_t at_seq, const std::string& new_session_id);
+  absl::StatusOr<v1::StateEntry> GetState(const std::string& project_id,
+                                          const v1::GetStateRequest& request);
+  /// value_json must be JSON (any value); see store::StateMutation for versions.
+  absl::StatusOr<v1::StateEntry> PutState(const std::string& project_id,
+                                          const v1::PutStateRequest& request);
+  absl::StatusOr<v1::ListStateResponse> ListState(const std::string& project_id,
+                                                  const v1::ListStateRequest& request);
+  /// Opens an export of the session (session_transfer.h). FAILED_PRECONDITION while a turn runs.
+  absl::StatusOr<std::unique_ptr<SessionExporter>> OpenExport(const std::string& project_id,
+                                                              const std::string& session_id);
+  /// A new import into `project_id`, at most `max_bytes` of chunks (session_transfer.h).
+  std::unique_ptr<SessionImporter> NewImport(const std::string& project_id, size_t max_bytes);
+  /// Starts a ReplaySession (replay.h); `done` is called exactly once, possibly before this
+  /// returns. The handle cancels the replay.
+  std::shared_ptr<ReplayRun> Replay(
+      const std::string& project_id, const v1::ReplaySessionRequest& request, absl::Time deadline,
+      std::function<void(const absl::Status&, const v1::ReplaySessionResponse&)> done);
+  /// Retention: removes the sessions past their expire_time (with their events, state and
+  /// idempotency records; a session whose forks still read it waits for them) and idempotency
+  /// records past the store's retention, in batches until none is due; returns how many sessions
+  /// were removed. Call it periodically from one thread (the server: every minute).
+  absl::StatusOr<int64_t> SweepExpired(absl::Time now);
 
   /// Starts (or queues, or answers from the idempotency record) a turn. The observer always
   /// gets exactly one OnFinish, possibly before this returns. The returned handle (null when
@@ -60,6 +102,7 @@ class SessionManager {
 
   EventHub* hub() { return deps_.hub; }
   store::ContextStore* store() { return deps_.store; }
+  backend::ModelRouter* router() { return deps_.router; }
 
  private:
   struct Slot {

@@ -8,17 +8,9 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/context_builder.h"
-#include "runtime/validation.h"
 
 namespace agentd::runtime {
 namespace {
-
-void AddUsage(v1::Usage* into, const v1::Usage& add) {
-  into->set_input_tokens(into->input_tokens() + add.input_tokens());
-  into->set_output_tokens(into->output_tokens() + add.output_tokens());
-  into->set_model_calls(into->model_calls() + add.model_calls());
-  into->set_cost_usd(into->cost_usd() + add.cost_usd());
-}
 
 // Pending calls and answers must match one to one (ids of results are unique, validated).
 absl::Status MatchToolResults(const v1::Session& s, const v1::RunTurnRequest& request) {
@@ -67,7 +59,8 @@ Turn::Turn(TurnDeps deps, std::string project_id, v1::RunTurnRequest request, st
       deadline_(deadline),
       observer_(std::move(observer)),
       on_finished_(std::move(on_finished)),
-      turn_id_(NewId("turn_")) {}
+      turn_id_(NewId("turn_")),
+      builtins_(deps_.store, project_id_, request_.session_id()) {}
 
 void Turn::Begin() {
   began_ = true;
@@ -106,30 +99,12 @@ absl::Status Turn::Prepare() {
     return absl::InvalidArgumentError(absl::StrCat("model \"", model_, "\" is not configured"));
   }
   max_steps_ = agent_.max_steps_per_turn() > 0 ? agent_.max_steps_per_turn() : deps_.default_max_steps;
-  for (const v1::ToolSpec& t : agent_.tools()) tools_.emplace(t.name(), t);
+  AGENTD_RETURN_IF_ERROR(PrepareAgent());
 
   // Budget, token limit and request rate: before anything is appended or any model is called.
   if (deps_.limits != nullptr) AGENTD_RETURN_IF_ERROR(deps_.limits->AdmitTurn(project_id_));
 
-  const std::string key = EventHub::Key(project_id_, s.session_id());
-  history_ = deps_.history->Get(key, s.last_seq());
-  if (history_ == nullptr) {
-    history_ = std::make_shared<SessionHistory>();
-    for (int64_t after = 0;;) {
-      AGENTD_ASSIGN_OR_RETURN(auto page,
-                              deps_.store->ReadEvents(project_id_, s.session_id(), after, 1000));
-      if (page.empty()) break;
-      after = page.back().seq();
-      for (auto& e : page) history_->events.push_back(std::move(e));
-    }
-    history_->last_seq = history_->events.empty() ? 0 : history_->events.back().seq();
-    if (history_->last_seq != s.last_seq()) {
-      return absl::DataLossError(absl::StrCat("session "", s.session_id(), "" has last_seq ",
-                                              s.last_seq(), " but its log ends at ",
-                                              history_->last_seq));
-    }
-    deps_.history->Put(key, history_);
-  }
+  AGENTD_RETURN_IF_ERROR(LoadHistory(EventHub::Key(project_id_, s.session_id()), s.last_seq()));
   history_base_ = history_->events.size();
 
   next_seq_ = s.last_seq() + 1;
@@ -156,6 +131,70 @@ absl::Status Turn::Prepare() {
   return absl::OkStatus();
 }
 
+absl::Status Turn::PrepareAgent() {
+  for (const v1::ToolSpec& t : agent_.tools()) {
+    tools_.emplace(t.name(), t);
+    const BuiltinToolInfo* builtin =
+        t.kind() == v1::TOOL_KIND_BUILTIN ? FindBuiltinTool(t.name()) : nullptr;
+    const std::string text =
+        builtin != nullptr ? builtin->parameters_json_schema : t.parameters_json_schema();
+    if (text.empty()) continue;
+    // Compiled at agent create/update; an agent stored before schemas were checked may hold one
+    // this validator does not support: its calls then only need a JSON object.
+    auto schema = JsonSchema::CompileText(text);
+    if (schema.ok()) arg_schemas_.emplace(t.name(), *std::move(schema));
+  }
+  if (!agent_.output_schema_json().empty()) {
+    auto schema = JsonSchema::CompileText(agent_.output_schema_json());
+    if (!schema.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "agent \"", agent_.agent_id(), "\" has an unusable output_schema_json: ", schema.status().message()));
+    }
+    output_schema_ = *std::move(schema);
+    // The model must know the shape it is asked for (a turn-local copy of the agent).
+    agent_.set_instructions(absl::StrCat(
+        agent_.instructions(), agent_.instructions().empty() ? "" : "\n\n",
+        "Give your final answer (the reply without tool calls) as a single JSON document, with "
+        "nothing before or after it, that satisfies this JSON Schema:\n",
+        agent_.output_schema_json()));
+  }
+  if (agent_.max_validation_retries() > 0) max_validation_retries_ = agent_.max_validation_retries();
+  tool_defs_ = ToolDefinitions(agent_);
+
+  // The context budget: the agent's policy, bounded by the model's window minus a reserve for
+  // the answer; the window alone; or a default.
+  const v1::ContextPolicy& policy = agent_.context_policy();
+  const int64_t window = deps_.context_window ? deps_.context_window(model_) : 0;
+  const int64_t from_model = window > 0 ? window - std::min(window / 4, kAnswerReserveTokens) : 0;
+  int64_t budget = policy.max_context_tokens() > 0 ? policy.max_context_tokens() : from_model;
+  if (from_model > 0) budget = std::min(budget, from_model);
+  context_limits_.max_tokens = budget > 0 ? budget : kDefaultContextTokens;
+  context_limits_.keep_last_events = policy.keep_last_events();
+  context_limits_.fixed_tokens = EstimateFixedTokens(agent_);
+  return absl::OkStatus();
+}
+
+absl::Status Turn::LoadHistory(const std::string& key, int64_t last_seq) {
+  history_ = deps_.history->Get(key, last_seq);
+  if (history_ != nullptr) return absl::OkStatus();
+  // Not cached: read the log once; later turns of the session extend the cached copy.
+  history_ = std::make_shared<SessionHistory>();
+  for (int64_t after = 0;;) {
+    AGENTD_ASSIGN_OR_RETURN(auto page,
+                            deps_.store->ReadEvents(project_id_, request_.session_id(), after, 1000));
+    if (page.empty()) break;
+    after = page.back().seq();
+    for (auto& e : page) history_->events.push_back(std::move(e));
+  }
+  history_->last_seq = history_->events.empty() ? 0 : history_->events.back().seq();
+  if (history_->last_seq != last_seq) {
+    return absl::DataLossError(absl::StrCat("session \"", request_.session_id(), "\" has last_seq ",
+                                            last_seq, " but its log ends at ", history_->last_seq));
+  }
+  deps_.history->Put(key, history_);
+  return absl::OkStatus();
+}
+
 v1::Event& Turn::AddEvent(v1::EventType type) {
   v1::Event& e = turn_events_.emplace_back();
   e.set_session_id(request_.session_id());
@@ -164,171 +203,6 @@ v1::Event& Turn::AddEvent(v1::EventType type) {
   *e.mutable_time() = NowProto();
   e.set_type(type);
   return e;
-}
-
-void Turn::RunStep() {
-  std::optional<Outcome> cancelled;
-  {
-    absl::MutexLock lock(&mu_);
-    if (cancelled_) {
-      cancelled = Outcome{v1::TURN_STATUS_CANCELLED, absl::Status(cancel_code_, cancel_reason_),
-                          cancel_reason_};
-    }
-  }
-  if (cancelled) {
-    FinishTurn(*std::move(cancelled));
-    return;
-  }
-  if (absl::Now() >= deadline_) {
-    Fail(absl::DeadlineExceededError("turn deadline exceeded"));
-    return;
-  }
-  if (steps_ >= max_steps_) {
-    FinishTurn({v1::TURN_STATUS_FAILED, absl::OkStatus(),
-                absl::StrCat("max_steps_per_turn (", max_steps_, ") reached")});
-    return;
-  }
-  if (steps_ > 0 && deps_.limits != nullptr) {
-    absl::Status limit = deps_.limits->CheckStep(project_id_);
-    if (!limit.ok()) {
-      Fail(limit);
-      return;
-    }
-  }
-  const int32_t step = ++steps_;
-  backend::ModelRequest req;
-  req.model = model_;
-  req.messages = BuildContext(
-      agent_, absl::MakeConstSpan(history_->events.data(), history_base_), turn_events_);
-  req.tools = ToolDefinitions(agent_);
-  req.deadline = deadline_;
-  req.stream = observer_->WantsDeltas();
-  {
-    absl::MutexLock lock(&mu_);
-    step_in_flight_ = step;
-  }
-  auto self = shared_from_this();
-  backend::ModelCallbacks callbacks;
-  if (req.stream) {
-    callbacks.on_delta = [self](absl::string_view text) { self->OnDelta(text); };
-    callbacks.on_reset = [self] { self->OnDeltaReset(); };
-  }
-  callbacks.on_done = [self](absl::StatusOr<backend::ModelResponse> r) {
-    // Continue on a turn worker: never block a backend's I/O thread on a commit.
-    if (Executor::OnWorkerThread()) {
-      self->OnModelDone(std::move(r));
-    } else {
-      self->deps_.executor->Schedule(
-          [self, r = std::move(r)]() mutable { self->OnModelDone(std::move(r)); });
-    }
-  };
-  std::shared_ptr<backend::ModelCall> call = deps_.router->Start(std::move(req), std::move(callbacks));
-
-  bool cancel_now = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (step_in_flight_ == step) {  // the model has not answered inline
-      call_ = call;
-      cancel_now = cancelled_;
-      if (committed_ == 0) {
-        // Make the turn's opening durable (and visible) while the model works.
-        start_commit_status_ = Commit(/*final_write=*/false, "", nullptr);
-        cancel_now = cancel_now || !start_commit_status_.ok();
-      }
-    }
-  }
-  if (cancel_now) call->Cancel();
-}
-
-void Turn::OnModelDone(absl::StatusOr<backend::ModelResponse> response) {
-  bool cancelled;
-  absl::Status commit_status;
-  Outcome cancel_outcome;
-  {
-    absl::MutexLock lock(&mu_);  // waits for an opening commit in progress
-    step_in_flight_ = 0;
-    call_.reset();
-    cancelled = cancelled_;
-    commit_status = start_commit_status_;
-    cancel_outcome = {v1::TURN_STATUS_CANCELLED, absl::Status(cancel_code_, cancel_reason_),
-                      cancel_reason_};
-  }
-  if (!commit_status.ok()) {
-    Deliver(commit_status, v1::TurnResult());
-    return;
-  }
-  if (!response.ok()) {
-    if (cancelled) {
-      FinishTurn(std::move(cancel_outcome));
-    } else {
-      Fail(response.status());
-    }
-    return;
-  }
-  backend::ModelResponse& r = *response;
-  v1::Usage step_usage;
-  step_usage.set_input_tokens(r.input_tokens);
-  step_usage.set_output_tokens(r.output_tokens);
-  step_usage.set_model_calls(1);
-  const std::string& served_model = r.served_model.empty() ? model_ : r.served_model;
-  step_usage.set_cost_usd(deps_.router->Cost(served_model, r.input_tokens, r.output_tokens));
-  AddUsage(&usage_, step_usage);
-  AddUsage(record_.mutable_session()->mutable_usage(), step_usage);
-  for (store::UsageDelta& d : auth::UsageDeltas(agent_.agent_id(), request_.session_id(),
-                                                served_model, auth::DayOf(absl::Now()),
-                                                step_usage)) {
-    pending_usage_.push_back(std::move(d));
-  }
-  AddUsage(&pending_usage_total_, step_usage);
-
-  for (v1::ToolCall& c : r.tool_calls) {
-    if (c.id().empty()) c.set_id(NewId("call_"));
-  }
-  {
-    v1::Message* m = AddEvent(v1::EVENT_TYPE_MESSAGE).mutable_message();
-    m->set_role(v1::ROLE_ASSISTANT);
-    m->set_text(r.text);
-    // "<configured model> (<backend>/<deployment model>)": which deployment served the call.
-    m->set_model(r.served_by.empty() ? served_model
-                                     : absl::StrCat(served_model, " (", r.served_by, ")"));
-    *m->mutable_usage() = step_usage;
-    for (const v1::ToolCall& c : r.tool_calls) *m->add_tool_calls() = c;
-  }
-  output_text_ = r.text;
-  for (const v1::ToolCall& c : r.tool_calls) *AddEvent(v1::EVENT_TYPE_TOOL_CALL).mutable_tool_call() = c;
-
-  client_calls_.clear();
-  for (const v1::ToolCall& c : r.tool_calls) {
-    auto it = tools_.find(c.name());
-    std::string error;
-    if (it == tools_.end()) {
-      error = absl::StrCat("error: tool \"", c.name(), "\" is not available to this agent");
-    } else if (!c.arguments_json().empty() &&
-               !ValidateJson("arguments", c.arguments_json(), /*want_object=*/true).ok()) {
-      error = absl::StrCat("error: arguments for tool \"", c.name(), "\" are not a JSON object");
-    }
-    if (!error.empty()) {
-      v1::ToolResult* tr = AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
-      tr->set_tool_call_id(c.id());
-      tr->set_output(error);
-      tr->set_is_error(true);
-      continue;
-    }
-    client_calls_.push_back(c);  // every valid tool is CLIENT for now (no builtins yet)
-  }
-  if (!client_calls_.empty()) {
-    FinishTurn({v1::TURN_STATUS_REQUIRES_ACTION, absl::OkStatus(), ""});
-  } else if (!r.tool_calls.empty()) {
-    // Only failed calls: their errors go back to the model in the next step.
-    absl::Status st = Commit(/*final_write=*/false, "", nullptr);
-    if (!st.ok()) {
-      Deliver(st, v1::TurnResult());
-      return;
-    }
-    RunStep();
-  } else {
-    FinishTurn({v1::TURN_STATUS_COMPLETED, absl::OkStatus(), ""});
-  }
 }
 
 void Turn::SealPendingEvents() {
@@ -354,6 +228,7 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
     w.idempotency = *idem;
   }
   w.usage = pending_usage_;  // counted in the same batch as the step's events
+  w.state = builtins_.PendingState();  // tool-state writes of the step's builtin calls
   const std::string key = EventHub::Key(project_id_, request_.session_id());
   absl::Status st = deps_.store->CommitSessionWrite(w);
   if (!st.ok()) {
@@ -365,6 +240,7 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
     pending_usage_.clear();
     pending_usage_total_.Clear();
   }
+  builtins_.ClearPendingState();
   record_.set_revision(record_.revision() + 1);
   // This turn owns the session: extend the shared history in place.
   history_->events.insert(history_->events.end(), w.events.begin(), w.events.end());
@@ -373,6 +249,25 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   deps_.hub->Publish(key, w.events);
   NotifyCommitted(w.events);
   return absl::OkStatus();
+}
+
+absl::Status Turn::CommitStep() {
+  for (int attempt = 0;; ++attempt) {
+    absl::Status st = Commit(/*final_write=*/false, "", nullptr);
+    if (st.ok() || !absl::IsAborted(st) || !builtins_.HasPendingState() || attempt == 2) return st;
+    // A PutState between this step's state_get/state_put and its commit: that write is given
+    // up and its call answered with a conflict error; the rest of the step commits.
+    auto replaced = builtins_.DropConflictingWrites();
+    if (!replaced.ok() || replaced->empty()) return st;
+    for (const v1::ToolResult& r : *replaced) {
+      for (size_t i = committed_; i < turn_events_.size(); ++i) {
+        v1::Event& e = turn_events_[i];
+        if (e.has_tool_result() && e.tool_result().tool_call_id() == r.tool_call_id()) {
+          *e.mutable_tool_result() = r;
+        }
+      }
+    }
+  }
 }
 
 void Turn::OnDelta(absl::string_view text) {
@@ -413,6 +308,9 @@ void Turn::Fail(const absl::Status& status) {
 }
 
 void Turn::FinishTurn(Outcome outcome) {
+  // State writes reach the store only with a committed step (REQUIRES_ACTION commits its step
+  // first); a failed or cancelled step's writes are dropped.
+  builtins_.ClearPendingState();
   const bool ok_end = outcome.status == v1::TURN_STATUS_COMPLETED ||
                       outcome.status == v1::TURN_STATUS_REQUIRES_ACTION;
   v1::Event& marker = AddEvent(ok_end ? v1::EVENT_TYPE_TURN_COMPLETED : v1::EVENT_TYPE_TURN_FAILED);

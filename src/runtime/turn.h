@@ -3,16 +3,24 @@
 // Lifecycle: SessionManager creates a Turn, calls Begin() when it is the session's turn, and is
 // told through the `on_finished` callback when the turn is over. Begin() may complete the whole
 // turn inline (the echo model answers inline) or return while the model call is in flight; the
-// rest then runs on the backend's callback thread. Cancel() is safe from any thread.
+// rest then runs on an executor worker. Cancel() is safe from any thread.
+//
+// A step: apply the context policy (PlanContext; when the window overflows, append a SUMMARY
+// event, after a summarizer model call for SUMMARIZE), call the model, record its answer, then
+// validate tool-call arguments (and, with an output schema, the final answer) and run the
+// BUILTIN tools. Invalid calls or answers are recorded with feedback and the model is asked
+// again, up to the agent's max_validation_retries. docs/context.md describes every rule.
 //
 // Durability and ordering: the turn's opening events (TURN_STARTED, tool results, input
 // messages) are committed together with the first model step when the model answers inline, or
 // on their own (so the session shows RUNNING durably) when it does not. Every later step is one
-// WriteBatch. Events reach the observer and the EventHub only after their commit.
+// WriteBatch, with the tool-state writes of its builtin calls. Events reach the observer and the
+// EventHub only after their commit.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,9 +33,12 @@
 #include "agentd/v1/session.pb.h"
 #include "auth/limits.h"
 #include "backend/model_router.h"
+#include "runtime/builtin_tools.h"
+#include "runtime/context_builder.h"
 #include "runtime/event_hub.h"
 #include "runtime/executor.h"
 #include "runtime/history_cache.h"
+#include "runtime/json_schema.h"
 #include "store/context_store.h"
 
 namespace agentd::runtime {
@@ -58,7 +69,17 @@ struct TurnDeps {
   /// Project limits, checked before every model call; null = unlimited (unit tests).
   auth::LimitEnforcer* limits = nullptr;
   int32_t default_max_steps = 8;
+  /// The context window (tokens) of a configured model, 0 if unknown; null = always unknown.
+  /// Used when an agent sets no ContextPolicy.max_context_tokens.
+  std::function<int64_t(const std::string& model)> context_window;
 };
+
+/// Context budget when neither the agent's policy nor the model's window gives one.
+inline constexpr int64_t kDefaultContextTokens = 32768;
+/// Tokens of a model's context window kept free for its answer: min(window / 4, this).
+inline constexpr int64_t kAnswerReserveTokens = 4096;
+/// max_validation_retries when the agent leaves it 0.
+inline constexpr int32_t kDefaultValidationRetries = 2;
 
 class Turn : public std::enable_shared_from_this<Turn> {
  public:
@@ -87,12 +108,19 @@ class Turn : public std::enable_shared_from_this<Turn> {
     std::string error;
   };
 
+  enum class CallKind { kStep, kSummary };
+
+  // turn.cc: lifecycle and commits.
   absl::Status Prepare();
-  void RunStep();
-  void OnModelDone(absl::StatusOr<backend::ModelResponse> response);
+  /// Tools, schemas, validation budget and context limits of agent_ (after model_ is known).
+  absl::Status PrepareAgent();
+  absl::Status LoadHistory(const std::string& key, int64_t last_seq);
   v1::Event& AddEvent(v1::EventType type);
   absl::Status Commit(bool final_write, const std::string& idempotency_key,
                       const storage::IdempotencyRecord* idem);
+  /// Commits the step's events and tool-state writes; a write whose key changed meanwhile
+  /// becomes an error result and the commit is retried without it.
+  absl::Status CommitStep();
   void FinishTurn(Outcome outcome);
   void Fail(const absl::Status& status);
   void Deliver(const absl::Status& status, const v1::TurnResult& result);
@@ -100,6 +128,27 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void OnDelta(absl::string_view text);
   void OnDeltaReset();
   void NotifyCommitted(const std::vector<v1::Event>& events);
+
+  // turn_step.cc: the model/tool loop.
+  void RunStep();
+  /// Applies the context policy, then calls the model (possibly after a summarizer call).
+  void PrepareContext();
+  LogView Log() const;
+  ContextPlan Plan() const;
+  void CallModel();
+  void StartSummary(const ContextPlan& plan);
+  void StartCall(backend::ModelRequest request, CallKind kind);
+  /// Common start of OnModelDone/OnSummaryDone: false if the turn was finished here.
+  bool TakeResponse(absl::StatusOr<backend::ModelResponse>& response);
+  void OnModelDone(absl::StatusOr<backend::ModelResponse> response);
+  void OnSummaryDone(absl::StatusOr<backend::ModelResponse> response);
+  v1::Usage RecordUsage(const backend::ModelResponse& r);
+  void HandleToolCalls(const std::vector<v1::ToolCall>& calls);
+  void HandleFinalAnswer(const std::string& text);
+  /// Counts one invalid model answer; false (and the turn FAILED) when the budget is spent.
+  bool SpendValidationRetry(const std::string& error);
+  /// The error text for an invalid call, or empty if `call` may run (`*args` = its arguments).
+  std::string CheckToolCall(const v1::ToolCall& call, nlohmann::json* args) const;
 
   const TurnDeps deps_;
   const std::string project_id_;
@@ -115,6 +164,18 @@ class Turn : public std::enable_shared_from_this<Turn> {
   v1::Agent agent_;
   std::string model_;
   absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
+  absl::flat_hash_map<std::string, JsonSchema> arg_schemas_;  // by tool name
+  std::optional<JsonSchema> output_schema_;
+  std::vector<backend::ToolDefinition> tool_defs_;
+  BuiltinToolRunner builtins_;
+  ContextLimits context_limits_;  // halved once if the backend reports context_length_exceeded
+  int32_t max_validation_retries_ = kDefaultValidationRetries;
+  int32_t validation_failures_ = 0;
+  bool compacted_this_step_ = false;
+  bool overflow_retried_this_step_ = false;
+  Compaction compaction_;          // of the summarizer call in flight
+  int64_t max_summary_tokens_ = 0;  // of the summarizer call in flight
+  int32_t model_calls_ = 0;         // started by this turn (summaries included)
   std::shared_ptr<SessionHistory> history_;  // the session's log (shared with the cache)
   size_t history_base_ = 0;                  // events in history_ from before this turn
   std::vector<v1::Event> turn_events_;  // this turn's events (committed or not)
@@ -142,7 +203,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
   absl::StatusCode cancel_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
-  int32_t step_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // step whose model call is running (0 none)
+  int64_t call_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // model call running (0 none)
   std::shared_ptr<backend::ModelCall> call_ ABSL_GUARDED_BY(mu_);
   absl::Status start_commit_status_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

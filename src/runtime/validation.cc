@@ -4,8 +4,12 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/status_macros.h"
+#include "runtime/builtin_tools.h"
+#include "runtime/json_schema.h"
 #include "runtime/limits.h"
 
 namespace agentd::runtime {
@@ -48,9 +52,23 @@ bool IsValidUtf8(const std::string& s) {
   return true;
 }
 
+// A schema text must be a JSON object and compile in the supported subset.
+absl::Status ValidateSchema(const std::string& field, const std::string& text) {
+  if (text.size() > kMaxSchemaBytes) return TooLong(field, kMaxSchemaBytes);
+  AGENTD_RETURN_IF_ERROR(ValidateJson(field, text, /*want_object=*/true));
+  auto schema = JsonSchema::CompileText(text);
+  if (!schema.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", schema.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::string>* names) {
   const std::string field = absl::StrCat("agent.tools[", index, "]");
   if (tool.name().empty()) return absl::InvalidArgumentError(field + ".name is required");
+  if (tool.kind() == v1::TOOL_KIND_BUILTIN && absl::StartsWith(tool.name(), "mcp:")) {
+    return ValidateBuiltinToolSpec(tool, field);  // reserved: "MCP tools are not available yet"
+  }
   if (tool.name().size() > 64) return TooLong(field + ".name", 64);
   for (char c : tool.name()) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) {
@@ -67,17 +85,14 @@ absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::
   if (tool.parameters_json_schema().size() > kMaxSchemaBytes) {
     return TooLong(field + ".parameters_json_schema", kMaxSchemaBytes);
   }
-  if (!tool.parameters_json_schema().empty()) {
-    auto st = ValidateJson(field + ".parameters_json_schema", tool.parameters_json_schema(), true);
-    if (!st.ok()) return st;
-  }
   switch (tool.kind()) {
     case v1::TOOL_KIND_UNSPECIFIED:  // a tool without a kind is a client tool
     case v1::TOOL_KIND_CLIENT:
-      return absl::OkStatus();
+      if (tool.parameters_json_schema().empty()) return absl::OkStatus();
+      return ValidateSchema(absl::StrCat(field, ".parameters_json_schema (tool \"", tool.name(), "\")"),
+                            tool.parameters_json_schema());
     case v1::TOOL_KIND_BUILTIN:
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": unknown builtin tool \"", tool.name(), "\" (this server has no builtin tools yet)"));
+      return ValidateBuiltinToolSpec(tool, field);
     default:
       return absl::InvalidArgumentError(field + ".kind is not a known tool kind");
   }
@@ -145,6 +160,15 @@ absl::Status ValidateAgentSpec(const v1::Agent& agent,
   if (agent.max_steps_per_turn() < 0 || agent.max_steps_per_turn() > kMaxStepsPerTurn) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent.max_steps_per_turn must be between 0 and ", kMaxStepsPerTurn));
+  }
+  if (!agent.output_schema_json().empty()) {
+    AGENTD_RETURN_IF_ERROR(ValidateSchema("agent.output_schema_json", agent.output_schema_json()));
+  }
+  if (agent.max_validation_retries() < 0 ||
+      agent.max_validation_retries() > kMaxValidationRetries) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "agent.max_validation_retries must be between 0 (server default) and ",
+        kMaxValidationRetries));
   }
   return ValidateMetadata(agent.metadata());
 }

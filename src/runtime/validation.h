@@ -13,8 +13,13 @@
 
 namespace agentd::runtime {
 
+/// Largest Agent.max_validation_retries (0 = the server default, kDefaultValidationRetries).
+inline constexpr int32_t kMaxValidationRetries = 10;
+
 /// Checks every field of an agent definition (not agent_id/version/times, which the server
-/// sets). `model_exists` answers whether a model name is routable.
+/// sets). `model_exists` answers whether a model name is routable. Tool parameter schemas and
+/// output_schema_json must compile in the supported JSON Schema subset (json_schema.h); BUILTIN
+/// tools must be agentd's (builtin_tools.h).
 absl::Status ValidateAgentSpec(const v1::Agent& agent,
                                const std::function<bool(const std::string&)>& model_exists);
 

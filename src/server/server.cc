@@ -26,6 +26,7 @@
 #include "runtime/event_hub.h"
 #include "runtime/executor.h"
 #include "runtime/history_cache.h"
+#include "runtime/memory_manager.h"
 #include "runtime/session_manager.h"
 #include "server/tls.h"
 #include "store/rocksdb_store.h"
@@ -36,7 +37,7 @@ struct AgentdServer::ShutdownState {
   absl::Mutex mu;
   bool started ABSL_GUARDED_BY(mu) = false;
   bool done ABSL_GUARDED_BY(mu) = false;
-  // The audit retention sweeper (hourly) stops when `started` is set.
+  // The retention sweeper (sessions every minute, audit hourly) stops when `started` is set.
   std::thread sweeper;
 };
 
@@ -153,6 +154,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   deps.history = server->history_.get();
   deps.default_max_steps = cfg.default_max_steps_per_turn;
   deps.limits = server->limits_.get();
+  deps.context_window = [r = server->router_.get()](const std::string& model) {
+    return r->ContextWindow(model);
+  };
   server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
@@ -162,7 +166,8 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->agent_service_ = std::make_unique<rpc::AgentServiceImpl>(server->agents_.get(), authn);
   server->session_service_ =
       std::make_unique<rpc::SessionServiceImpl>(server->sessions_.get(), authn);
-  server->memory_service_ = std::make_unique<rpc::MemoryServiceImpl>(authn);
+  server->memory_ = std::make_unique<runtime::MemoryManager>(server->store_.get());
+  server->memory_service_ = std::make_unique<rpc::MemoryServiceImpl>(server->memory_.get(), authn);
   server->project_service_ =
       std::make_unique<rpc::ProjectServiceImpl>(server->projects_.get(), authn);
 
@@ -187,21 +192,32 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
                                                " (address in use or not valid?)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
-  server->StartAuditSweeper(absl::Hours(24) * cfg.audit_retention_days);
+  server->StartSweeper(absl::Hours(24) * cfg.audit_retention_days);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
   return server;
 }
 
-void AgentdServer::StartAuditSweeper(absl::Duration retention) {
+void AgentdServer::StartSweeper(absl::Duration audit_retention) {
   auth::AuditLog* audit = audit_.get();
+  runtime::SessionManager* sessions = sessions_.get();
   ShutdownState* state = shutdown_.get();
-  state->sweeper = std::thread([audit, state, retention] {
-    for (;;) {
-      absl::Status st = audit->Sweep(retention);
-      if (!st.ok()) spdlog::warn("audit retention sweep failed: {}", st.ToString());
+  state->sweeper = std::thread([audit, sessions, state, audit_retention] {
+    for (int64_t round = 0;; ++round) {
+      // Expired sessions (and idempotency records past their retention): every minute.
+      absl::StatusOr<int64_t> removed = sessions->SweepExpired(absl::Now());
+      if (!removed.ok()) {
+        spdlog::warn("session expiry sweep failed: {}", removed.status().ToString());
+      } else if (*removed > 0) {
+        spdlog::info("session expiry sweep removed {} session(s)", *removed);
+      }
+      // Audit records past audit_retention_days: hourly.
+      if (round % 60 == 0) {
+        absl::Status st = audit->Sweep(audit_retention);
+        if (!st.ok()) spdlog::warn("audit retention sweep failed: {}", st.ToString());
+      }
       absl::MutexLock lock(&state->mu);
-      if (state->mu.AwaitWithTimeout(absl::Condition(&state->started), absl::Hours(1))) return;
+      if (state->mu.AwaitWithTimeout(absl::Condition(&state->started), absl::Minutes(1))) return;
     }
   });
 }

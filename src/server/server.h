@@ -33,6 +33,7 @@ class AgentManager;
 class EventHub;
 class Executor;
 class HistoryCache;
+class MemoryManager;
 class SessionManager;
 }  // namespace agentd::runtime
 namespace agentd::rpc {
@@ -74,8 +75,9 @@ class AgentdServer {
 
  private:
   AgentdServer() = default;
-  /// Deletes audit records older than `retention` now and then hourly, until Shutdown.
-  void StartAuditSweeper(absl::Duration retention);
+  /// Background retention until Shutdown: expired sessions (and idempotency records past their
+  /// retention) now and every minute; audit records older than `audit_retention` hourly.
+  void StartSweeper(absl::Duration audit_retention);
 
   ServerOptions options_;
   int port_ = 0;
@@ -89,6 +91,7 @@ class AgentdServer {
   std::unique_ptr<runtime::HistoryCache> history_;
   std::unique_ptr<runtime::AgentManager> agents_;
   std::unique_ptr<runtime::SessionManager> sessions_;
+  std::unique_ptr<runtime::MemoryManager> memory_;
   // Destroyed before sessions_ (runs what is queued while the managers still exist).
   std::unique_ptr<runtime::Executor> executor_;
   std::unique_ptr<rpc::AgentServiceImpl> agent_service_;

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -41,7 +40,6 @@ using internal::NormalizePageSize;
 using internal::NotFound;
 using internal::ParseValue;
 using internal::PrefixIterator;
-using internal::ToSlice;
 using internal::ToView;
 
 using schema::ColumnFamily;
@@ -171,6 +169,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   if (!s.ok()) return OpenError(path, s);
   store->db_.reset(db);
   AGENTD_RETURN_IF_ERROR(store->CheckFormat());
+  AGENTD_RETURN_IF_ERROR(store->EnsureExpiryIndex());
   return store;
 }
 
@@ -344,6 +343,7 @@ absl::Status RocksDbStore::CreateSession(const std::string& project_id,
                                          const storage::SessionRecord& record) {
   const std::string& session_id = record.session().session_id();
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
+  AGENTD_RETURN_IF_ERROR(ClearExpiredId(project_id, session_id));
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
   AGENTD_ASSIGN_OR_RETURN(const bool exists,
@@ -353,19 +353,17 @@ absl::Status RocksDbStore::CreateSession(const std::string& project_id,
   }
   storage::SessionRecord stored = record;
   stored.set_revision(1);
+  stored.clear_fork_ids();
   Batch batch;
   batch.Put(Cf(ColumnFamily::kSessions), key, stored);
+  internal::IndexExpiry(&batch, Cf(ColumnFamily::kExpiry), project_id, stored);
   return batch.Commit(db_.get(), options_.durability);
 }
 
 absl::StatusOr<storage::SessionRecord> RocksDbStore::GetSession(const std::string& project_id,
                                                                 const std::string& session_id) {
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
-  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::SessionRecord> record,
-                          Get<storage::SessionRecord>(ColumnFamily::kSessions, "session",
-                                                      schema::SessionKey(project_id, session_id)));
-  if (!record.has_value()) return NotFound("session", session_id);
-  return *std::move(record);
+  return GetLiveSession(project_id, session_id, absl::Now());
 }
 
 absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& project_id,
@@ -380,6 +378,7 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
 
   // No secondary index: the filter is applied while scanning, and the scan goes on until the
   // page is full and one more match proves there is a next page.
+  const absl::Time now = absl::Now();
   SessionPage page;
   std::string last_id;
   bool more = false;
@@ -390,6 +389,7 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
     }
     storage::SessionRecord record;
     AGENTD_RETURN_IF_ERROR(ParseValue("session", ToView(it->key()), it->value(), &record));
+    if (internal::IsExpired(record, now)) continue;
     if (!filter.agent_id.empty() && record.session().agent_id() != filter.agent_id) continue;
     if (filter.status != v1::SESSION_STATUS_UNSPECIFIED &&
         record.session().status() != filter.status) {
@@ -407,23 +407,6 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
   return page;
 }
 
-absl::Status RocksDbStore::DeleteSession(const std::string& project_id,
-                                         const std::string& session_id) {
-  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
-  const std::string key = schema::SessionKey(project_id, session_id);
-  absl::MutexLock lock(&StripeFor(project_id, session_id));
-  AGENTD_ASSIGN_OR_RETURN(const bool exists,
-                          KeyExists(db_.get(), {}, Cf(ColumnFamily::kSessions), key));
-  if (!exists) return NotFound("session", session_id);
-  // The session key is also the prefix of its events and idempotency keys.
-  const std::string end = schema::PrefixSuccessor(key);
-  Batch batch;
-  batch.Delete(Cf(ColumnFamily::kSessions), key);
-  batch.DeleteRange(Cf(ColumnFamily::kEvents), key, end);
-  batch.DeleteRange(Cf(ColumnFamily::kIdempotency), key, end);
-  return batch.Commit(db_.get(), options_.durability);
-}
-
 absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
   const std::string& project_id = write.project_id;
   const std::string& session_id = write.session_id;
@@ -438,17 +421,18 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
         absl::StrCat("the record and every event must have session_id ", session_id));
   }
   AGENTD_RETURN_IF_ERROR(internal::CheckUsageDeltas(write.usage));
+  AGENTD_RETURN_IF_ERROR(internal::CheckStateMutations(write.state));
 
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));
-  AGENTD_ASSIGN_OR_RETURN(std::optional<storage::SessionRecord> stored,
-                          Get<storage::SessionRecord>(ColumnFamily::kSessions, "session", key));
-  if (!stored.has_value()) return NotFound("session", session_id);
-  if (stored->revision() != write.expected_revision) {
+  const absl::Time now = absl::Now();
+  AGENTD_ASSIGN_OR_RETURN(const storage::SessionRecord stored,
+                          GetLiveSession(project_id, session_id, now));
+  if (stored.revision() != write.expected_revision) {
     return absl::AbortedError(absl::StrCat("session ", session_id, " is at revision ",
-                                           stored->revision(), ", not ", write.expected_revision));
+                                           stored.revision(), ", not ", write.expected_revision));
   }
-  const int64_t stored_last = stored->session().last_seq();
+  const int64_t stored_last = stored.session().last_seq();
   for (size_t i = 0; i < write.events.size(); ++i) {
     const int64_t want = stored_last + 1 + static_cast<int64_t>(i);
     if (write.events[i].seq() != want) {
@@ -463,62 +447,57 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
                                                    new_last));
   }
 
-  // One batch: the events, the new record, the idempotency record and the usage counters land
-  // together or not at all.
+  // One batch: the events, the new record, the state changes, the idempotency record (and its
+  // index entry) and the usage counters land together or not at all.
   Batch batch;
+  AGENTD_RETURN_IF_ERROR(StageStateMutations(&batch, project_id, session_id, write.state).status());
   for (const v1::Event& event : write.events) {
     batch.Put(Cf(ColumnFamily::kEvents),
               schema::EventKey(project_id, session_id, static_cast<uint64_t>(event.seq())), event);
   }
   storage::SessionRecord next = write.record;
   next.set_revision(write.expected_revision + 1);
+  // Fixed at creation (the fork chain and the expiry index depend on them) or kept by the store.
+  v1::Session* s = next.mutable_session();
+  s->set_parent_session_id(stored.session().parent_session_id());
+  s->set_fork_seq(stored.session().fork_seq());
+  if (stored.session().has_expire_time()) {
+    *s->mutable_expire_time() = stored.session().expire_time();
+  } else {
+    s->clear_expire_time();
+  }
+  *next.mutable_fork_ids() = stored.fork_ids();
   batch.Put(Cf(ColumnFamily::kSessions), key, next);
   if (!write.idempotency_key.empty()) {
     batch.Put(Cf(ColumnFamily::kIdempotency),
               schema::IdempotencyKey(project_id, session_id, write.idempotency_key),
               write.idempotency);
+    const absl::Time created =
+        write.idempotency.has_create_time() ? FromProto(write.idempotency.create_time()) : now;
+    batch.PutEmpty(
+        Cf(ColumnFamily::kExpiry),
+        schema::ExpiryKey(schema::ExpiryKind::kIdempotency, schema::ExpiryKeyMicros(created),
+                          project_id, session_id, write.idempotency_key));
   }
   internal::MergeUsage(&batch, Cf(ColumnFamily::kUsage), project_id, write.usage);
   return batch.Commit(db_.get(), options_.durability);
-}
-
-absl::StatusOr<std::vector<v1::Event>> RocksDbStore::ReadEvents(const std::string& project_id,
-                                                                const std::string& session_id,
-                                                                int64_t after_seq, int32_t limit) {
-  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
-  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
-  rocksdb::ManagedSnapshot snapshot(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot.snapshot();
-  const std::string prefix = schema::SessionKey(project_id, session_id);
-  AGENTD_ASSIGN_OR_RETURN(const bool exists,
-                          KeyExists(db_.get(), ro, Cf(ColumnFamily::kSessions), prefix));
-  if (!exists) return NotFound("session", session_id);
-
-  std::vector<v1::Event> events;
-  if (after_seq == std::numeric_limits<int64_t>::max()) return events;
-  const uint64_t first = after_seq < 0 ? 0 : static_cast<uint64_t>(after_seq) + 1;
-  const PrefixIterator it(db_.get(), Cf(ColumnFamily::kEvents), prefix, ro);
-  events.reserve(static_cast<size_t>(std::min(limit, 1024)));
-  for (it->Seek(schema::EventKey(project_id, session_id, first));
-       it->Valid() && events.size() < static_cast<size_t>(limit); it->Next()) {
-    const auto parts = schema::DecodeEventKey(ToView(it->key()));
-    if (!parts || parts->project_id != project_id || parts->session_id != session_id) {
-      return MalformedKey("events", ToView(it->key()));
-    }
-    v1::Event& event = events.emplace_back();
-    AGENTD_RETURN_IF_ERROR(ParseValue("event", ToView(it->key()), it->value(), &event));
-  }
-  AGENTD_RETURN_IF_ERROR(FromRocks(it->status(), "read events"));
-  return events;
 }
 
 absl::StatusOr<std::optional<storage::IdempotencyRecord>> RocksDbStore::GetIdempotency(
     const std::string& project_id, const std::string& session_id, const std::string& key) {
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", key));
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  AGENTD_ASSIGN_OR_RETURN(
+      const std::optional<storage::SessionRecord> session,
+      Get<storage::SessionRecord>(ColumnFamily::kSessions, "session",
+                                  schema::SessionKey(project_id, session_id), snapshot.snapshot()));
+  if (session.has_value() && internal::IsExpired(*session, absl::Now())) {
+    return std::optional<storage::IdempotencyRecord>();
+  }
   return Get<storage::IdempotencyRecord>(ColumnFamily::kIdempotency, "idempotency",
-                                         schema::IdempotencyKey(project_id, session_id, key));
+                                         schema::IdempotencyKey(project_id, session_id, key),
+                                         snapshot.snapshot());
 }
 
 absl::Status RocksDbStore::ForEachSessionWithStatus(
@@ -528,12 +507,13 @@ absl::Status RocksDbStore::ForEachSessionWithStatus(
   // The iterator reads an implicit snapshot taken here.
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), Cf(ColumnFamily::kSessions)));
+  const absl::Time now = absl::Now();
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const auto parts = schema::DecodeSessionKey(ToView(it->key()));
     if (!parts) return MalformedKey("sessions", ToView(it->key()));
     storage::SessionRecord record;
     AGENTD_RETURN_IF_ERROR(ParseValue("session", ToView(it->key()), it->value(), &record));
-    if (record.session().status() != status) continue;
+    if (record.session().status() != status || internal::IsExpired(record, now)) continue;
     AGENTD_RETURN_IF_ERROR(fn(std::string(parts->project_id), record));
   }
   return FromRocks(it->status(), "scan sessions");

@@ -1,7 +1,7 @@
 // RocksDbStore: the embedded ContextStore, one RocksDB database in the data dir.
 // Schema (column families, keys, values, format version): store/schema.h and docs/storage.md.
-// Agents and sessions are in rocksdb_store.cc; projects, API keys, usage and audit in
-// rocksdb_tenancy.cc.
+// Agents and sessions are in rocksdb_store.cc; tool state and forks in rocksdb_state.cc; deletion
+// and expiry in rocksdb_retention.cc; projects, API keys, usage and audit in rocksdb_tenancy.cc.
 #pragma once
 
 #include <array>
@@ -27,10 +27,16 @@ class Snapshot;
 }  // namespace rocksdb
 
 namespace agentd::store {
+namespace internal {
+class Batch;
+}  // namespace internal
 
 struct RocksDbStoreOptions {
   std::string path;  // the data dir; created if missing
   Durability durability = Durability::kSync;
+  /// How long an idempotency record is kept (DeleteExpiredSessions removes older ones): a retry
+  /// with the same key after this long runs the turn again.
+  absl::Duration idempotency_retention = absl::Hours(24);
 };
 
 class RocksDbStore final : public ContextStore {
@@ -49,12 +55,15 @@ class RocksDbStore final : public ContextStore {
   RocksDbStore& operator=(const RocksDbStore&) = delete;
 
   // ContextStore. All methods are thread-safe. Read-check-write methods (PutAgentVersion,
-  // DeleteAgent, CreateSession, DeleteSession, CommitSessionWrite, CreateProject,
+  // DeleteAgent, CreateSession, DeleteSession, CommitSessionWrite, PutState, CreateProject,
   // SetProjectLimits, CreateApiKey, RevokeApiKey) hold the lock stripe of their (project, id) —
-  // (project, "") for a project, ("", key_id) for an API key — for the read and the write, so
+  // (project, "") for a project, ("", key_id) for an API key; ForkSession and DeleteSession of a
+  // fork hold the session's and its parent's, in address order — for the read and the write, so
   // they are atomic against each other within this process (the data dir LOCK keeps other
-  // processes out). Each mutating method commits exactly one WriteBatch. Reads take no locks and
-  // see a consistent snapshot per call.
+  // processes out). Each mutating method commits exactly one WriteBatch (DeleteExpiredSessions
+  // one per session it removes; CreateSession and ForkSession may first remove an expired
+  // session of the same id in its own). Reads take no locks and see a consistent snapshot per
+  // call.
   // Ids (project, agent, session, idempotency key, API key, audit id, usage group) must be
   // 1..kMaxIdLength bytes, else INVALID_ARGUMENT. Undecodable keys and unparsable values are
   // DATA_LOSS.
@@ -77,10 +86,16 @@ class RocksDbStore final : public ContextStore {
                                                          const SessionFilter& filter,
                                                          int32_t page_size,
                                                          const std::string& page_token) override;
+  /// Also removes the session's tool state and unlinks it from its parent (if it is a fork).
+  /// FAILED_PRECONDITION while forks of the session (fork_seq >= 1) exist: they read its events.
+  /// NOT_FOUND once the session has expired (the sweeper removes it).
   [[nodiscard]] absl::Status DeleteSession(const std::string& project_id,
                                            const std::string& session_id) override;
+  /// The stored record keeps its parent_session_id, fork_seq, expire_time and fork_ids whatever
+  /// `write.record` says (they are fixed at creation or kept by the store).
   [[nodiscard]] absl::Status CommitSessionWrite(const SessionWrite& write) override;
-  /// Also NOT_FOUND when the session does not exist (checked in the same snapshot).
+  /// Also NOT_FOUND when the session does not exist (checked in the same snapshot). For a fork,
+  /// the inherited events carry the fork's session_id (the log reads as the fork's own).
   [[nodiscard]] absl::StatusOr<std::vector<v1::Event>> ReadEvents(const std::string& project_id,
                                                                   const std::string& session_id,
                                                                   int64_t after_seq,
@@ -129,7 +144,11 @@ class RocksDbStore final : public ContextStore {
   /// One WriteBatch of one DeleteRange per project present in the audit family.
   [[nodiscard]] absl::Status DeleteAuditBefore(absl::Time cutoff) override;
 
-  // Tool state, fork, retention: rocksdb_state.cc.
+  // Tool state and forks (rocksdb_state.cc); expiry (rocksdb_retention.cc). Every session read
+  // path (GetSession, ListSessions, ReadEvents, GetIdempotency, the state methods,
+  // ForEachSessionWithStatus, CommitSessionWrite, ForkSession's parent) treats a session past its
+  // expire_time as absent. CreateSession and ForkSession may reuse the id of an expired session:
+  // it is removed first (ALREADY_EXISTS while forks of it remain).
   [[nodiscard]] absl::StatusOr<v1::StateEntry> GetState(const std::string& project_id,
                                                         const std::string& session_id,
                                                         const std::string& key) override;
@@ -138,8 +157,17 @@ class RocksDbStore final : public ContextStore {
   [[nodiscard]] absl::StatusOr<v1::StateEntry> PutState(const std::string& project_id,
                                                         const std::string& session_id,
                                                         const StateMutation& mutation) override;
+  /// Holds the stripes of the parent and the child. The child is stored with last_seq =
+  /// fork_seq, revision 1 and no forks of its own; a fork at fork_seq >= 1 is added to the
+  /// parent's fork_ids (the parent's revision is unchanged, so a turn running on the parent is not
+  /// disturbed). The parent's state entries are copied with their versions.
   [[nodiscard]] absl::Status ForkSession(const std::string& project_id,
                                          const storage::SessionRecord& child) override;
+  /// Walks the expiry index (family `expiry`) up to `now`: each due session without forks is
+  /// removed like DeleteSession (a parent whose last fork goes is retried at once); at most `max`
+  /// sessions. Then removes up to `max` idempotency records older than
+  /// options.idempotency_retention (their index entries are written by CommitSessionWrite).
+  /// INVALID_ARGUMENT if max <= 0.
   [[nodiscard]] absl::StatusOr<int64_t> DeleteExpiredSessions(absl::Time now,
                                                               int64_t max) override;
 
@@ -183,6 +211,46 @@ class RocksDbStore final : public ContextStore {
                                                      const rocksdb::Snapshot* snapshot = nullptr);
   /// The stripe serializing read-check-write operations on (project, id).
   absl::Mutex& StripeFor(absl::string_view project_id, absl::string_view id);
+
+  // ---- Session helpers (rocksdb_state.cc, rocksdb_retention.cc) ----
+  enum class RemoveMode {
+    kDelete,   // DeleteSession: NOT_FOUND if absent or expired, FAILED_PRECONDITION with forks
+    kExpired,  // the sweeper: removes the session only if it expired and has no forks
+  };
+  struct Removal {
+    bool removed = false;
+    std::string parent_id;  // the parent it was unlinked from (removed forks with fork_seq >= 1)
+  };
+  /// The record of a session that exists and has not expired at `now`, read from `snapshot`
+  /// (null = the latest data): NOT_FOUND otherwise.
+  [[nodiscard]] absl::StatusOr<storage::SessionRecord> GetLiveSession(
+      const std::string& project_id, const std::string& session_id, absl::Time now,
+      const rocksdb::Snapshot* snapshot = nullptr);
+  /// Checks `mutations` against the stored versions, in order (a key written twice sees its first
+  /// write), and adds the new entries to `batch`; returns them. ABORTED on a mismatch. The caller
+  /// holds the session's stripe and checked CheckStateMutations.
+  [[nodiscard]] absl::StatusOr<std::vector<v1::StateEntry>> StageStateMutations(
+      internal::Batch* batch, const std::string& project_id, const std::string& session_id,
+      const std::vector<StateMutation>& mutations);
+  /// Adds to `batch` the removal of everything of the session: record, events, idempotency
+  /// records, state and (when `record` is known) its expiry index entry.
+  void StagePurge(internal::Batch* batch, const std::string& project_id,
+                  const std::string& session_id, const storage::SessionRecord* record);
+  /// Removes a session under its stripe and its parent's, in one batch that also unlinks it from
+  /// the parent. Corrupt records are removed (kDelete) without unlinking.
+  [[nodiscard]] absl::StatusOr<Removal> RemoveSession(const std::string& project_id,
+                                                      const std::string& session_id,
+                                                      RemoveMode mode, absl::Time now);
+  /// Removes the session `session_id` if it has expired (and has no forks), so the id can be
+  /// used again. OK when there is nothing to remove.
+  [[nodiscard]] absl::Status ClearExpiredId(const std::string& project_id,
+                                            const std::string& session_id);
+  /// Indexes the sessions with an expire_time and the idempotency records of a data dir written
+  /// before the expiry index existed, once (the meta key "expiry_index" records that it was done;
+  /// an interrupted run is redone at the next open).
+  [[nodiscard]] absl::Status EnsureExpiryIndex();
+  /// DeleteExpiredSessions, the idempotency part: returns how many records were removed.
+  [[nodiscard]] absl::StatusOr<int64_t> SweepIdempotency(absl::Time cutoff, int64_t max);
   /// Reads the meta "format" record; writes it on a new database.
   [[nodiscard]] absl::Status CheckFormat();
 

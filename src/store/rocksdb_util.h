@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,8 +17,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "google/protobuf/message_lite.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
@@ -113,6 +118,13 @@ absl::StatusOr<std::optional<T>> GetValue(rocksdb::DB* db, const rocksdb::ReadOp
   return std::optional<T>(std::move(msg));
 }
 
+/// Read options that read from `snapshot` (null = the latest data).
+inline rocksdb::ReadOptions AtSnapshot(const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  return ro;
+}
+
 inline absl::StatusOr<bool> KeyExists(rocksdb::DB* db, const rocksdb::ReadOptions& ro,
                                       rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
   rocksdb::PinnableSlice value;
@@ -130,9 +142,17 @@ class Batch {
            const google::protobuf::MessageLite& value) {
     Keep(batch_.Put(cf, key, value.SerializeAsString()));
   }
+  /// A value that is not a protobuf message (the memory index's varint records).
+  void PutBytes(rocksdb::ColumnFamilyHandle* cf, const std::string& key, absl::string_view value) {
+    Keep(batch_.Put(cf, key, ToSlice(value)));
+  }
   void Merge(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
              const google::protobuf::MessageLite& operand) {
     Keep(batch_.Merge(cf, key, operand.SerializeAsString()));
+  }
+  /// An index entry: the key is the information, the value is empty.
+  void PutEmpty(rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
+    Keep(batch_.Put(cf, key, rocksdb::Slice()));
   }
   void Delete(rocksdb::ColumnFamilyHandle* cf, const std::string& key) {
     Keep(batch_.Delete(cf, key));
@@ -192,5 +212,53 @@ absl::Status CheckUsageDeltas(const std::vector<UsageDelta>& deltas);
 /// Adds a Merge of every delta to `batch`. Precondition: CheckUsageDeltas(deltas) is OK.
 void MergeUsage(Batch* batch, rocksdb::ColumnFamilyHandle* usage_cf, const std::string& project_id,
                 const std::vector<UsageDelta>& deltas);
+
+/// INVALID_ARGUMENT naming the first bad mutation: a key that is not 1..kMaxStateKeyBytes
+/// printable ASCII bytes, a value_json over kMaxStateValueBytes or a negative expected_version.
+/// (rocksdb_state.cc)
+absl::Status CheckStateMutations(const std::vector<StateMutation>& mutations);
+
+/// The expiry index key of a session that has an expire_time.
+inline std::string SessionExpiryKey(const std::string& project_id,
+                                    const storage::SessionRecord& record) {
+  return schema::ExpiryKey(schema::ExpiryKind::kSession,
+                           schema::ExpiryKeyMicros(FromProto(record.session().expire_time())),
+                           project_id, record.session().session_id());
+}
+
+/// Adds the session's expiry index entry to `batch` (nothing when it never expires).
+inline void IndexExpiry(Batch* batch, rocksdb::ColumnFamilyHandle* expiry_cf,
+                        const std::string& project_id, const storage::SessionRecord& record) {
+  if (record.session().has_expire_time()) {
+    batch->PutEmpty(expiry_cf, SessionExpiryKey(project_id, record));
+  }
+}
+
+/// True when the session has an expire_time and it is at or before `now`.
+inline bool IsExpired(const storage::SessionRecord& record, absl::Time now) {
+  return record.session().has_expire_time() && FromProto(record.session().expire_time()) <= now;
+}
+
+/// Holds one or two lock stripes, taken in address order so that two holders of the same pair
+/// never deadlock (the same stripe twice is taken once).
+class StripeLock {
+ public:
+  explicit StripeLock(absl::Mutex* a, absl::Mutex* b = nullptr)
+      : first_(b == nullptr || !std::less<absl::Mutex*>()(b, a) ? a : b),
+        second_(b == nullptr || b == a ? nullptr : (first_ == a ? b : a)) {
+    first_->Lock();
+    if (second_ != nullptr) second_->Lock();
+  }
+  ~StripeLock() {
+    if (second_ != nullptr) second_->Unlock();
+    first_->Unlock();
+  }
+  StripeLock(const StripeLock&) = delete;
+  StripeLock& operator=(const StripeLock&) = delete;
+
+ private:
+  absl::Mutex* const first_;
+  absl::Mutex* const second_;
+};
 
 }  // namespace agentd::store::internal

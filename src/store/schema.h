@@ -14,14 +14,16 @@
 //   sessions     lp(project) lp(session_id)               → storage::SessionRecord
 //   events       lp(project) lp(session_id) be64(seq)     → v1::Event
 //   idempotency  lp(project) lp(session_id) key           → storage::IdempotencyRecord
-//   state        reserved (per-session tool state)
-//   memory       reserved (long-term memory)
+//   state        lp(project) lp(session_id) key           → v1::StateEntry (see "Tool state")
+//   memory       lp(project) namespace 00 key             → v1::MemoryRecord ("Long-term memory")
 //   projects     lp(project)                              → v1::Project
 //   api_keys     lp(key_id)                               → storage::ApiKeyRecord (key ids are
 //                                                           global: no project prefix)
 //   usage        lp(project) dim [lp(group)] be32(day)    → v1::Usage, written only by Merge
 //                                                           (UsageAddOperator, rocksdb_tenancy.cc)
 //   audit        lp(project) be64(micros) audit_id        → v1::AuditEvent
+//   memory_index lp(project) kind ...                     → varints ("Long-term memory")
+//   expiry       kind be64(micros) lp(project) lp(session) [key] → "" (see "the expiry index")
 //
 //   dim    = one byte, the UsageDimension value (1 day, 2 agent, 3 session, 4 model); kDay keys
 //            have no lp(group). A project's counters of one dimension are the prefix
@@ -53,6 +55,11 @@ inline constexpr int32_t kFormatVersion = 1;
 /// Key of the FormatInfo record in the meta column family.
 inline constexpr absl::string_view kFormatKey = "format";
 
+/// Meta key whose FormatInfo (version kExpiryIndexVersion) says the expiry index covers every
+/// session and idempotency record (written once the index was built for an older data dir).
+inline constexpr absl::string_view kExpiryIndexKey = "expiry_index";
+inline constexpr int32_t kExpiryIndexVersion = 1;
+
 /// Column families. PERSISTED: the values index kColumnFamilies and the names are on disk.
 /// Never reorder or renumber; add new families at the end.
 enum class ColumnFamily : uint8_t {
@@ -62,12 +69,14 @@ enum class ColumnFamily : uint8_t {
   kSessions = 3,
   kEvents = 4,
   kIdempotency = 5,
-  kState = 6,   // reserved
-  kMemory = 7,  // reserved
+  kState = 6,
+  kMemory = 7,
   kProjects = 8,
   kApiKeys = 9,
   kUsage = 10,
   kAudit = 11,
+  kMemoryIndex = 12,  // long-term memory: BM25 inverted index and its statistics
+  kExpiry = 13,       // expiry index: sessions by expire_time, idempotency records by age
 };
 
 struct ColumnFamilyInfo {
@@ -76,7 +85,7 @@ struct ColumnFamilyInfo {
 };
 
 /// Registry: kColumnFamilies[static_cast<size_t>(cf)].id == cf for every family.
-inline constexpr std::array<ColumnFamilyInfo, 12> kColumnFamilies = {{
+inline constexpr std::array<ColumnFamilyInfo, 14> kColumnFamilies = {{
     {ColumnFamily::kDefault, "default"},
     {ColumnFamily::kMeta, "meta"},
     {ColumnFamily::kAgents, "agents"},
@@ -89,6 +98,8 @@ inline constexpr std::array<ColumnFamilyInfo, 12> kColumnFamilies = {{
     {ColumnFamily::kApiKeys, "api_keys"},
     {ColumnFamily::kUsage, "usage"},
     {ColumnFamily::kAudit, "audit"},
+    {ColumnFamily::kMemoryIndex, "memory_index"},
+    {ColumnFamily::kExpiry, "expiry"},
 }};
 
 /// The name of the usage family's merge operator. PERSISTED (RocksDB records it in the OPTIONS
@@ -407,6 +418,231 @@ inline std::optional<AuditKeyParts> DecodeAuditKey(absl::string_view key) {
     return std::nullopt;
   }
   p.audit_id = key;
+  return p;
+}
+
+// ---- Tool state and the expiry index (rocksdb_state.cc, rocksdb_retention.cc) ----------
+//   state   lp(project) lp(session_id) key                → v1::StateEntry
+//           key = the state key as is (1..kMaxStateKeyBytes printable ASCII bytes); a session's
+//           state is the prefix lp(project) lp(session_id), ordered by key bytes.
+//   expiry  kind be64(micros) lp(project) lp(session_id) [key] → "" (an index: the records it
+//           points to hold the truth; an entry whose record is gone or differs is dropped)
+//           kind 1 (kSession): micros = the session's expire_time; no key.
+//           kind 2 (kIdempotency): micros = the idempotency record's create_time; key = the
+//           idempotency key. Both sort by time, so a sweep reads only what is due.
+
+/// Longest tool-state key, and largest value_json, a session may store.
+inline constexpr size_t kMaxStateKeyBytes = 256;
+inline constexpr size_t kMaxStateValueBytes = 1 << 20;
+
+/// A state key is 1..kMaxStateKeyBytes bytes of printable ASCII (0x20..0x7e).
+inline bool IsValidStateKey(absl::string_view key) {
+  if (key.empty() || key.size() > kMaxStateKeyBytes) return false;
+  for (const char c : key) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+/// The first byte of an expiry index key. PERSISTED: never renumber.
+enum class ExpiryKind : uint8_t {
+  kSession = 1,
+  kIdempotency = 2,
+};
+
+/// Unix microseconds of an expiry key: same clamping as AuditKeyMicros.
+inline uint64_t ExpiryKeyMicros(absl::Time t) { return AuditKeyMicros(t); }
+
+/// Precondition (also for the decoders' inverse): IsValidStateKey(key).
+inline std::string StateKey(absl::string_view project_id, absl::string_view session_id,
+                            absl::string_view key) {
+  std::string k = EntityPrefix(project_id, session_id);
+  k.append(key.data(), key.size());
+  return k;
+}
+
+/// kind be64(micros): where the index entries of `kind` due at or before `micros` end
+/// (exclusive bound: pass micros + 1).
+inline std::string ExpiryTimeKey(ExpiryKind kind, uint64_t micros) {
+  std::string k(1, static_cast<char>(static_cast<uint8_t>(kind)));
+  AppendBigEndian64(&k, micros);
+  return k;
+}
+
+/// `tail` is empty for kSession and the idempotency key for kIdempotency.
+inline std::string ExpiryKey(ExpiryKind kind, uint64_t micros, absl::string_view project_id,
+                             absl::string_view session_id, absl::string_view tail = {}) {
+  std::string k = ExpiryTimeKey(kind, micros);
+  AppendLengthPrefixed(&k, project_id);
+  AppendLengthPrefixed(&k, session_id);
+  k.append(tail.data(), tail.size());
+  return k;
+}
+
+struct StateKeyParts {
+  absl::string_view project_id;
+  absl::string_view session_id;
+  absl::string_view key;
+};
+
+struct ExpiryKeyParts {
+  ExpiryKind kind = ExpiryKind::kSession;
+  uint64_t micros = 0;
+  absl::string_view project_id;
+  absl::string_view session_id;
+  absl::string_view tail;  // the idempotency key (kIdempotency)
+};
+
+inline std::optional<StateKeyParts> DecodeStateKey(absl::string_view key) {
+  StateKeyParts p;
+  if (!ConsumeLengthPrefixed(&key, &p.project_id) || !ConsumeLengthPrefixed(&key, &p.session_id) ||
+      !IsValidStateKey(key)) {
+    return std::nullopt;
+  }
+  p.key = key;
+  return p;
+}
+
+/// Rejects an unknown kind, a tail on a kSession key and a missing or oversized tail on a
+/// kIdempotency key.
+inline std::optional<ExpiryKeyParts> DecodeExpiryKey(absl::string_view key) {
+  ExpiryKeyParts p;
+  if (key.empty()) return std::nullopt;
+  p.kind = static_cast<ExpiryKind>(static_cast<uint8_t>(key[0]));
+  key.remove_prefix(1);
+  if (!ConsumeBigEndian64(&key, &p.micros) || !ConsumeLengthPrefixed(&key, &p.project_id) ||
+      !ConsumeLengthPrefixed(&key, &p.session_id)) {
+    return std::nullopt;
+  }
+  switch (p.kind) {
+    case ExpiryKind::kSession:
+      if (!key.empty()) return std::nullopt;
+      return p;
+    case ExpiryKind::kIdempotency:
+      if (!IsValidKeyComponent(key)) return std::nullopt;
+      p.tail = key;
+      return p;
+  }
+  return std::nullopt;
+}
+
+// ---- Long-term memory (families memory and memory_index) -----------------------------------
+//
+// A record is addressed by (namespace, key): namespace 1..kMaxMemoryNamespaceLength bytes that
+// never contain 00 (the runtime allows only [A-Za-z0-9._:/-]), key 1..kMaxMemoryKeyLength bytes.
+// Its doc id is `namespace 00 key`: because 00 sorts below every namespace byte, byte order of
+// doc ids is (namespace, key) order, and the doc ids whose namespace starts with a string P are
+// exactly the keys starting with P (prefix semantics on the namespace string: "users/a" covers
+// "users/a", "users/ab" and "users/a/x"). A namespace is not length-prefixed (it may be 256
+// bytes long); the 00 terminator is what keeps "users/a" 00 "k" apart from "users/ab" 00 "k".
+//
+//   memory        lp(project) doc_id                         → v1::MemoryRecord
+//   memory_index  lp(project) 01                             → stats:   varint(records)
+//                                                                        varint(total tokens)
+//                 lp(project) 02 lp(term)                    → df:      varint(records with term)
+//                 lp(project) 03 lp(term) doc_id             → posting: varint(tf)
+//                                                                        varint(record's tokens)
+//                 lp(project) 04 doc_id                      → doc:     varint(record's tokens)
+//                                                                        lp(term)... (its distinct
+//                                                                        terms, ascending)
+// Terms are 1..kMaxMemoryTermLength bytes. A term's postings are the range lp(project) 03
+// lp(term), in doc-id order, so one namespace prefix is one sub-range of it. The doc entry lists
+// what a record put into the index, so that a replace or delete removes exactly that (whatever
+// tokenizer wrote it). Every change to a record writes the record, its postings, the df counters
+// and the stats in one batch.
+
+inline constexpr size_t kMaxMemoryNamespaceLength = 256;
+inline constexpr size_t kMaxMemoryKeyLength = 128;
+inline constexpr size_t kMaxMemoryTermLength = 64;
+
+/// The byte after lp(project) in a memory_index key. PERSISTED: never renumber.
+enum class MemoryIndexKind : uint8_t {
+  kStats = 1,
+  kTerm = 2,
+  kPosting = 3,
+  kDoc = 4,
+};
+
+/// True when (namespace, key) can be encoded: namespace 1..256 bytes without 00, key 1..128.
+inline bool IsValidMemoryName(absl::string_view name_space, absl::string_view key) {
+  return !name_space.empty() && name_space.size() <= kMaxMemoryNamespaceLength &&
+         name_space.find('\0') == absl::string_view::npos && !key.empty() &&
+         key.size() <= kMaxMemoryKeyLength;
+}
+
+/// namespace 00 key. Precondition: IsValidMemoryName(name_space, key).
+inline std::string MemoryDocId(absl::string_view name_space, absl::string_view key) {
+  std::string id;
+  id.reserve(name_space.size() + 1 + key.size());
+  id.append(name_space.data(), name_space.size());
+  id.push_back('\0');
+  id.append(key.data(), key.size());
+  return id;
+}
+
+/// memory: lp(project) doc_id.
+inline std::string MemoryRecordKey(absl::string_view project_id, absl::string_view doc_id) {
+  std::string k = ProjectPrefix(project_id);
+  k.append(doc_id.data(), doc_id.size());
+  return k;
+}
+
+/// memory: lp(project) namespace_prefix, the prefix of every record whose namespace starts with
+/// `namespace_prefix` (all of the project's records when it is empty).
+inline std::string MemoryRecordPrefix(absl::string_view project_id,
+                                      absl::string_view namespace_prefix) {
+  return MemoryRecordKey(project_id, namespace_prefix);
+}
+
+inline std::string MemoryIndexPrefix(absl::string_view project_id, MemoryIndexKind kind) {
+  std::string k = ProjectPrefix(project_id);
+  k.push_back(static_cast<char>(static_cast<uint8_t>(kind)));
+  return k;
+}
+
+inline std::string MemoryStatsKey(absl::string_view project_id) {
+  return MemoryIndexPrefix(project_id, MemoryIndexKind::kStats);
+}
+
+/// Precondition for the term keys: 1 <= term.size() <= kMaxMemoryTermLength.
+inline std::string MemoryTermKey(absl::string_view project_id, absl::string_view term) {
+  std::string k = MemoryIndexPrefix(project_id, MemoryIndexKind::kTerm);
+  AppendLengthPrefixed(&k, term);
+  return k;
+}
+
+/// lp(project) 03 lp(term): the prefix of one term's postings.
+inline std::string MemoryPostingPrefix(absl::string_view project_id, absl::string_view term) {
+  std::string k = MemoryIndexPrefix(project_id, MemoryIndexKind::kPosting);
+  AppendLengthPrefixed(&k, term);
+  return k;
+}
+
+inline std::string MemoryPostingKey(absl::string_view project_id, absl::string_view term,
+                                    absl::string_view doc_id) {
+  std::string k = MemoryPostingPrefix(project_id, term);
+  k.append(doc_id.data(), doc_id.size());
+  return k;
+}
+
+inline std::string MemoryDocKey(absl::string_view project_id, absl::string_view doc_id) {
+  std::string k = MemoryIndexPrefix(project_id, MemoryIndexKind::kDoc);
+  k.append(doc_id.data(), doc_id.size());
+  return k;
+}
+
+struct MemoryDocIdParts {
+  absl::string_view name_space;
+  absl::string_view key;
+};
+
+/// Splits `namespace 00 key` at its first 00; nullopt unless both parts pass
+/// IsValidMemoryName.
+inline std::optional<MemoryDocIdParts> DecodeMemoryDocId(absl::string_view doc_id) {
+  const size_t sep = doc_id.find('\0');
+  if (sep == absl::string_view::npos) return std::nullopt;
+  MemoryDocIdParts p{doc_id.substr(0, sep), doc_id.substr(sep + 1)};
+  if (!IsValidMemoryName(p.name_space, p.key)) return std::nullopt;
   return p;
 }
 
