@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "bench_util.h"
 #include "auth/api_key.h"
 #include "auth/audit.h"
 #include "auth/authenticator.h"
@@ -25,15 +26,8 @@
 namespace agentd {
 namespace {
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-
-double MicrosSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-}
+using bench::MicrosSince;
+using bench::Percentile;
 
 int Run(int keys, int calls, int commits, const std::string& dir) {
   std::filesystem::remove_all(dir);

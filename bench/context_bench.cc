@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "backend/model_router.h"
+#include "bench_util.h"
 #include "runtime/agent_manager.h"
 #include "runtime/event_hub.h"
 #include "runtime/executor.h"
@@ -33,10 +35,17 @@
 namespace agentd {
 namespace {
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+using bench::Percentile;
+
+/// Bytes this process passed to write(2) and similar so far (/proc/self/io "wchar").
+int64_t WrittenBytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  int64_t value = 0;
+  while (in >> key >> value) {
+    if (key == "wchar:") return value;
+  }
+  return 0;
 }
 
 class WaitObserver final : public runtime::TurnObserver {
@@ -113,6 +122,10 @@ int Run(const Options& o) {
     return 1;
   }
 
+  // Bytes of the events the turns appended, and bytes this process wrote (WAL, flushes,
+  // compactions: everything RocksDB wrote goes through write(2) here).
+  int64_t event_bytes = 0, turns_run = 0;
+  const int64_t wchar_before = WrittenBytes();
   // Runs one turn of `session_id`; its latency in µs, or a negative value on failure.
   auto run_turn = [&](const std::string& session_id, int i, v1::TurnResult* result) -> double {
     v1::RunTurnRequest req;
@@ -132,6 +145,8 @@ int Run(const Options& o) {
       return -1;
     }
     *result = observer->result();
+    for (const v1::Event& e : result->events()) event_bytes += e.ByteSizeLong();
+    ++turns_run;
     return us;
   };
 
@@ -158,6 +173,7 @@ int Run(const Options& o) {
     (in_later ? fresh_later : fresh_first).push_back(fresh_us);
   }
   sessions.Drain(absl::Seconds(5));
+  const int64_t written = WrittenBytes() - wchar_before;
 
   std::vector<double> first(micros.begin(), micros.begin() + w);
   std::vector<double> later(micros.begin() + from, micros.begin() + from + w);
@@ -181,6 +197,11 @@ int Run(const Options& o) {
               Percentile(fresh_later, 0.9));
   std::printf("  ratio step %d / step 1 (same session): %.2f\n", o.at, p50_later / p50_first);
   std::printf("  ratio step %d / step 1 (same time):    %.2f\n", o.at, p50_later / p50_control);
+  std::printf("  storage written per turn: %.0f bytes (WAL, flushes, compactions; /proc/self/io "
+              "wchar) for %.0f bytes of new events: %.2fx\n",
+              static_cast<double>(written) / turns_run,
+              static_cast<double>(event_bytes) / turns_run,
+              static_cast<double>(written) / static_cast<double>(std::max<int64_t>(1, event_bytes)));
   std::filesystem::remove_all(o.dir);
   return 0;
 }

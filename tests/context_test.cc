@@ -20,13 +20,7 @@ using testing::ServerHarness;
 constexpr char kSummarizerIntro[] = "You maintain the running summary";
 constexpr char kSummaryHeader[] = "Summary of earlier conversation: ";
 
-v1::ToolCall Call(const std::string& id, const std::string& name, const std::string& args) {
-  v1::ToolCall c;
-  c.set_id(id);
-  c.set_name(name);
-  c.set_arguments_json(args);
-  return c;
-}
+using testing::Call;
 
 bool IsSummaryRequest(const backend::ModelRequest& r) {
   return !r.messages.empty() && absl::StartsWith(r.messages[0].text, kSummarizerIntro);

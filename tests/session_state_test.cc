@@ -22,13 +22,7 @@ namespace {
 using testing::Ctx;
 using testing::ServerHarness;
 
-v1::ToolCall Call(const std::string& id, const std::string& name, const std::string& args) {
-  v1::ToolCall c;
-  c.set_id(id);
-  c.set_name(name);
-  c.set_arguments_json(args);
-  return c;
-}
+using testing::Call;
 
 /// Every text the model saw in one request, joined (to check what a context contained).
 std::string ContextText(const backend::ModelRequest& request) {

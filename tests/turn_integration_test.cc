@@ -12,13 +12,7 @@ namespace {
 using testing::Ctx;
 using testing::ServerHarness;
 
-v1::ToolCall Call(const std::string& id, const std::string& name, const std::string& args) {
-  v1::ToolCall c;
-  c.set_id(id);
-  c.set_name(name);
-  c.set_arguments_json(args);
-  return c;
-}
+using testing::Call;
 
 std::vector<v1::EventType> Types(const std::vector<v1::Event>& events) {
   std::vector<v1::EventType> t;

@@ -68,6 +68,15 @@ class ServerHarness {
   std::unique_ptr<v1::SessionService::Stub> session_stub_;
 };
 
+/// A tool call as a model would make it (for scripted replies and expected results).
+inline v1::ToolCall Call(const std::string& id, const std::string& name, const std::string& args) {
+  v1::ToolCall c;
+  c.set_id(id);
+  c.set_name(name);
+  c.set_arguments_json(args);
+  return c;
+}
+
 /// A client context with a deadline of `seconds`.
 std::unique_ptr<grpc::ClientContext> Ctx(double seconds = 10);
 
