@@ -348,6 +348,50 @@ TEST(EchoBackendTest, AnswersLastUserMessageInline) {
   EXPECT_THAT(rec.delta_list(), ElementsAre("second question"));
 }
 
+TEST(EchoBackendTest, ToolCommandCallsAKnownToolThenAnswersWithItsResult) {
+  EchoBackend echo;
+  ModelRequest req;
+  req.tools = {ToolDefinition{"get_weather", "Weather", "{}"}};
+  req.messages = {Msg(v1::ROLE_USER, "/tool get_weather {\"city\": \"Paris\"}")};
+  CallRecorder rec;
+  echo.Start(req, rec.Callbacks());
+  absl::StatusOr<ModelResponse> r = rec.result();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->tool_calls.size(), 1u);
+  EXPECT_EQ(r->tool_calls[0].name(), "get_weather");
+  EXPECT_EQ(r->tool_calls[0].arguments_json(), "{\"city\": \"Paris\"}");
+  EXPECT_EQ(r->tool_calls[0].id(), "call_echo_1");
+  EXPECT_EQ(r->finish_reason, "tool_calls");
+  EXPECT_EQ(r->text, "");
+
+  // The next step sees the call and its result: the answer is the result's text.
+  ChatMessage assistant = Msg(v1::ROLE_ASSISTANT, "");
+  assistant.tool_calls = r->tool_calls;
+  ChatMessage result = Msg(v1::ROLE_TOOL, "sunny");
+  result.tool_call_id = "call_echo_1";
+  req.messages.push_back(assistant);
+  req.messages.push_back(result);
+  CallRecorder rec2;
+  echo.Start(req, rec2.Callbacks());
+  r = rec2.result();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->tool_calls.empty());
+  EXPECT_EQ(r->text, "sunny");
+  EXPECT_EQ(r->finish_reason, "stop");
+}
+
+TEST(EchoBackendTest, ToolCommandForAnUnknownToolIsEchoed) {
+  EchoBackend echo;
+  ModelRequest req;
+  req.messages = {Msg(v1::ROLE_USER, "/tool rm -rf")};
+  CallRecorder rec;
+  echo.Start(req, rec.Callbacks());
+  absl::StatusOr<ModelResponse> r = rec.result();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->tool_calls.empty());
+  EXPECT_EQ(r->text, "/tool rm -rf");
+}
+
 TEST(EchoBackendTest, TokenEstimatesCountEveryMessagePlusOverhead) {
   EchoBackend echo;
   ModelRequest req;

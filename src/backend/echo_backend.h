@@ -1,5 +1,9 @@
 // The built-in `echo` model: answers with the last user message's text. Deterministic, free,
 // completes inline (callbacks run before Start() returns).
+//
+// For tool loops without a real model: a newest user message `/tool NAME ARGS_JSON`, where NAME
+// is one of the request's tools, makes echo call that tool with those arguments; when the
+// newest messages are tool results, echo answers with their text (joined by newlines).
 #pragma once
 
 #include "backend/inference_backend.h"
