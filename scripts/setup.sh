@@ -10,7 +10,15 @@ PKGS=(
   python3 python3-grpcio python3-protobuf python3-pytest
   openssl  # the openssl CLI: tls_test makes its certificates with it
   json-schema-test-suite  # json_schema_test runs its draft 7 cases
+  buildah  # container_image builds and runs the image (deploy/container); chroot isolation, no daemon
 )
+# k8s_manifests validates with npm packages (deploy/tests/install-validator.sh). A NodeSource
+# nodejs already ships npm, and Debian's npm package would conflict with it: add only what is absent.
+command -v node >/dev/null || PKGS+=(nodejs)
+command -v npm >/dev/null || PKGS+=(npm)
+# k8s_manifests also needs a kubectl with Kustomize >= 4 (upstream or Google Cloud SDK kubectl);
+# Debian 12's kubernetes-client (kubectl 1.20, Kustomize 2) cannot render the overlays, so it is
+# not installed here; without a suitable kubectl that one test fails and says so.
 
 missing=()
 for p in "${PKGS[@]}"; do

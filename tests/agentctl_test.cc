@@ -3,18 +3,16 @@
 // key's secret is printed by `keys create` only.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
-#include <fstream>
-#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "agentctl_runner.h"
+#include "json_yaml_texts.h"
 #include "nlohmann/json.hpp"
 #include "testing/child_server.h"
-#include "testing/temp_dir.h"
+#include "yaml-cpp/yaml.h"
 
 namespace agentd {
 namespace {
@@ -22,26 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-  std::string all() const { return out + err; }
-};
-
-std::string Quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using testing::Texts;
+using Result = testing::CliResult;
 
 // The whitespace-separated cells of the first line of `table` whose first cell is `first`.
 std::vector<std::string> Row(const std::string& table, const std::string& first) {
@@ -56,37 +36,12 @@ std::vector<std::string> Row(const std::string& table, const std::string& first)
   return {};
 }
 
-class AgentctlTest : public ::testing::Test {
+class AgentctlTest : public testing::ChildServerSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(dir_->Sub("data"), testing::FreePort());
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
-  // Runs agentctl against the server with `key` (empty: none) and no AGENTD_* environment.
+  // Runs agentctl against the server with `key` (empty: none).
   static Result Agentctl(const std::vector<std::string>& args,
                          const std::string& key = testing::kTestAdminKey) {
-    const std::string err_file = dir_->Sub("stderr.txt");
-    std::string command = "env -u AGENTD_API_KEY -u AGENTD_ADDR -u AGENTD_TLS_CA " +
-                          std::string(AGENTCTL_BINARY) + " --addr " + server_->address();
-    if (!key.empty()) command += " --api-key " + Quote(key);
-    for (const std::string& arg : args) command += " " + Quote(arg);
-    command += " 2>" + Quote(err_file);
-    Result result;
-    FILE* pipe = popen(command.c_str(), "r");
-    if (pipe == nullptr) return result;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.out.append(buf, n);
-    const int status = pclose(pipe);
-    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.err = ReadFile(err_file);
-    return result;
+    return testing::RunAgentctl({server_->address(), key, args, "", dir_->path()});
   }
 
   // Runs a command that must succeed with `-o json` and returns its parsed stdout.
@@ -113,13 +68,7 @@ class AgentctlTest : public ::testing::Test {
     t.secret = key.value("secret", "");
     return t;
   }
-
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
 };
-
-testing::TempDir* AgentctlTest::dir_ = nullptr;
-testing::ChildServer* AgentctlTest::server_ = nullptr;
 
 TEST_F(AgentctlTest, ProjectsCreateGetAndList) {
   Result created = Agentctl({"projects", "create", "team-table"});
@@ -326,6 +275,30 @@ TEST_F(AgentctlTest, AuditShowsKeyCreationRevocationAndFailedAuth) {
   const Result denied = Agentctl({"audit"}, member2);
   EXPECT_EQ(denied.code, 1);
   EXPECT_THAT(denied.err, HasSubstr("error: PERMISSION_DENIED: "));
+}
+
+TEST_F(AgentctlTest, YamlOutputHasTheJsonContent) {
+  const Tenant t = NewTenant("yaml-team");
+  ASSERT_EQ(Agentctl({"limits", "set", "--monthly-budget-usd", "2.5"}, t.secret).code, 0);
+  const std::vector<std::vector<std::string>> reads = {
+      {"projects", "list"},       {"projects", "get"}, {"keys", "list"},
+      {"usage", "--by", "model"}, {"limits", "get"},   {"audit"}};
+  for (const auto& args : reads) {
+    std::vector<std::string> json_args = args;
+    json_args.insert(json_args.end(), {"-o", "json"});
+    std::vector<std::string> yaml_args = args;
+    yaml_args.insert(yaml_args.end(), {"-o", "yaml"});
+    const Result json = Agentctl(json_args, t.secret);
+    const Result yaml = Agentctl(yaml_args, t.secret);
+    ASSERT_EQ(json.code, 0) << json.all();
+    ASSERT_EQ(yaml.code, 0) << yaml.all();
+    if (json.out != "{}\n") {
+      EXPECT_THAT(yaml.out, Not(StartsWith("{"))) << ::testing::PrintToString(args);  // block style
+    }
+    EXPECT_EQ(Texts(YAML::Load(yaml.out)), Texts(nlohmann::json::parse(json.out)))
+        << ::testing::PrintToString(args) << "\n"
+        << yaml.out;
+  }
 }
 
 TEST_F(AgentctlTest, BadFlagValuesAreUsageErrors) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "agentd/v1/admin.grpc.pb.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/memory.grpc.pb.h"
 #include "agentd/v1/project.grpc.pb.h"
@@ -30,6 +31,7 @@ struct Stubs {
   std::unique_ptr<v1::SessionService::Stub> sessions;
   std::unique_ptr<v1::MemoryService::Stub> memory;
   std::unique_ptr<v1::ProjectService::Stub> projects;
+  std::unique_ptr<v1::AdminService::Stub> admin;
 };
 
 // What project A's fixtures are called.
@@ -315,6 +317,26 @@ std::vector<Rpc> AllRpcs() {
         v1::ListAuditEventsResponse resp;
         return Unary(s.projects->ListAuditEvents(c, req, &resp), resp);
       });
+  // ---- AdminService (operator only; relative paths would be INVALID_ARGUMENT if ever let in)
+  add("CreateBackup", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+    v1::CreateBackupRequest req;
+    req.set_backup_dir("relative/backups");
+    v1::BackupInfo resp;
+    return Unary(s.admin->CreateBackup(c, req, &resp), resp);
+  });
+  add("ListBackups", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+    v1::ListBackupsRequest req;
+    req.set_backup_dir("relative/backups");
+    v1::ListBackupsResponse resp;
+    return Unary(s.admin->ListBackups(c, req, &resp), resp);
+  });
+  add("RestoreBackup", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+    v1::RestoreBackupRequest req;
+    req.set_backup_dir("relative/backups");
+    req.set_target_data_dir("relative/restored");
+    v1::RestoreBackupResponse resp;
+    return Unary(s.admin->RestoreBackup(c, req, &resp), resp);
+  });
   return rpcs;
 }
 
@@ -326,6 +348,7 @@ class AuthMatrixTest : public ::testing::Test {
     stubs_.sessions = v1::SessionService::NewStub(raw_);
     stubs_.memory = v1::MemoryService::NewStub(raw_);
     stubs_.projects = v1::ProjectService::NewStub(raw_);
+    stubs_.admin = v1::AdminService::NewStub(raw_);
 
     const std::string op = harness_.admin_key();
     fixture_.project_a = CreateProject(op, "project-a");

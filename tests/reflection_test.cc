@@ -110,7 +110,8 @@ TEST_F(ReflectionTest, ListServicesNamesTheApiHealthAndReflection) {
   for (const auto& s : responses[0].list_services_response().service()) names.insert(s.name());
   for (const char* name : {"agentd.v1.AgentService", "agentd.v1.SessionService",
                            "agentd.v1.MemoryService", "agentd.v1.ProjectService",
-                           "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}) {
+                           "agentd.v1.AdminService", "grpc.health.v1.Health",
+                           "grpc.reflection.v1alpha.ServerReflection"}) {
     EXPECT_EQ(names.count(name), 1u) << name;
   }
 }

@@ -365,6 +365,12 @@ TEST_F(TurnTest, CancelTurnStopsARunningTurn) {
     return req;
   }(), &r); });
   for (int i = 0; i < 500 && h_.scripted().requests().empty(); ++i) absl::SleepFor(absl::Milliseconds(2));
+  // While the model is thinking (nothing of the turn committed yet) the session reads RUNNING.
+  v1::GetSessionRequest get;
+  get.set_session_id(s.session_id());
+  v1::Session running;
+  ASSERT_TRUE(h_.sessions().GetSession(Ctx().get(), get, &running).ok());
+  EXPECT_EQ(running.status(), v1::SESSION_STATUS_RUNNING);
   v1::CancelTurnRequest cancel;
   cancel.set_session_id(s.session_id());
   v1::TurnResult cancelled;
@@ -377,6 +383,8 @@ TEST_F(TurnTest, CancelTurnStopsARunningTurn) {
   EXPECT_EQ(r.status(), v1::TURN_STATUS_CANCELLED);
   EXPECT_EQ(r.turn_id(), cancelled.turn_id());
   EXPECT_EQ(h_.AllEvents(s.session_id()).back().type(), v1::EVENT_TYPE_TURN_FAILED);
+  ASSERT_TRUE(h_.sessions().GetSession(Ctx().get(), get, &running).ok());
+  EXPECT_NE(running.status(), v1::SESSION_STATUS_RUNNING);
 
   // Nothing running now.
   EXPECT_EQ(h_.sessions().CancelTurn(Ctx().get(), cancel, &cancelled).error_code(),

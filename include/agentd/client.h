@@ -174,7 +174,8 @@ class Session {
 
   absl::StatusOr<v1::Session> Get() const;
   absl::Status Delete();
-  /// Events with seq > after_seq, up to `limit` (0 = server default), following pages.
+  /// Events with seq > after_seq, in order, following pages: at most `limit` of them
+  /// (0 = all there are).
   absl::StatusOr<std::vector<v1::Event>> Events(int64_t after_seq = 0, int limit = 0) const;
   /// WatchEvents from `after_seq`: calls `on_event` for each event until it returns false, the
   /// stream ends, or `timeout` (zero = none) passes (then OK).
@@ -182,6 +183,11 @@ class Session {
                      absl::Duration timeout = absl::ZeroDuration()) const;
   /// Forks at `at_seq` (0 = the end) into a new session (`new_session_id` empty = generated).
   absl::StatusOr<Session> Fork(int64_t at_seq = 0, const std::string& new_session_id = "") const;
+  /// ReplaySession: re-runs this session's user inputs with `model` in a new session (forked
+  /// before the first event; `new_session_id` empty = generated), answering client tool calls
+  /// from the recorded results. Not retried (each attempt would make a new session).
+  absl::StatusOr<v1::ReplaySessionResponse> Replay(const std::string& model,
+                                                   const std::string& new_session_id = "") const;
 
   absl::StatusOr<v1::StateEntry> GetState(const std::string& key) const;
   /// `expected_version` 0 = unconditional; otherwise a compare-and-set.

@@ -40,6 +40,10 @@ constexpr MethodAccess kPolicy[] = {
     {"ListMemories", Access::kRead},
     {"SearchMemory", Access::kRead},
     {"DeleteMemory", Access::kWrite},
+    // AdminService
+    {"CreateBackup", Access::kOperator},
+    {"ListBackups", Access::kOperator},
+    {"RestoreBackup", Access::kOperator},
     // ProjectService
     {"CreateProject", Access::kOperator},
     {"GetProject", Access::kRead},
@@ -57,7 +61,7 @@ constexpr MethodAccess kPolicy[] = {
 }  // namespace
 
 bool AccessFor(absl::string_view method, Access* access) {
-  // ~35 short strings: a linear scan costs less than hashing the name would.
+  // ~40 short strings: a linear scan costs less than hashing the name would.
   for (const MethodAccess& entry : kPolicy) {
     if (entry.method == method) {
       *access = entry.access;

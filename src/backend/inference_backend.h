@@ -22,6 +22,10 @@
 #include "absl/time/time.h"
 #include "agentd/v1/common.pb.h"
 
+namespace agentd::obs {
+struct RequestContext;
+}
+
 namespace agentd::backend {
 
 /// One message of the model's context (Chat Completions shape).
@@ -44,6 +48,9 @@ struct ModelRequest {
   std::vector<ToolDefinition> tools;
   absl::Time deadline = absl::InfiniteFuture();
   bool stream = false;  // deltas wanted
+  /// The request this call serves (metrics/trace_context.h), null if none: its ids go into log
+  /// lines, and HTTP backends send `traceparent` with its trace id and a new span id.
+  std::shared_ptr<const obs::RequestContext> context;
 };
 
 struct ModelResponse {

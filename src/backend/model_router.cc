@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
+#include "metrics/agentd_metrics.h"
+#include "metrics/trace_context.h"
 
 namespace agentd::backend {
 namespace {
@@ -39,6 +42,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
   }
 
   void Attempt() {
+    obs::ContextScope log_scope(request_.context.get());  // also on timer threads
     bool cancelled;
     {
       absl::MutexLock lock(&mu_);
@@ -175,6 +179,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
       self->OnAttemptDone(idx, attempt, std::move(r));
     };
     std::shared_ptr<InferenceBackend> backend = router_->BackendImpl(d.backend);
+    attempt_start_ = std::chrono::steady_clock::now();
     std::shared_ptr<ModelCall> call = backend->Start(std::move(req), std::move(cb));
     bool cancel_now = false;
     {
@@ -188,10 +193,20 @@ class ModelRouter::RoutedCall final : public ModelCall,
   }
 
   void OnAttemptDone(size_t idx, int64_t attempt, absl::StatusOr<ModelResponse> r) {
+    obs::ContextScope log_scope(request_.context.get());
     const ModelSpec& spec = router_->models_.at(chain_[pos_]);
     const Deployment& d = spec.deployments[idx];
     router_->ReleasePermit(d.backend);
     const absl::StatusCode code = r.ok() ? absl::StatusCode::kOk : r.status().code();
+    if (router_->options_.metrics != nullptr) {
+      if (metrics::ModelMetrics* m = router_->options_.metrics->Model(spec.name)) {
+        m->CallDone(code, metrics::SecondsSince(attempt_start_));
+        if (r.ok()) {
+          m->Usage(r->input_tokens, r->output_tokens,
+                   router_->Cost(spec.name, r->input_tokens, r->output_tokens));
+        }
+      }
+    }
     const bool deployment_fault = IsRetryable(r.status()) || code == absl::StatusCode::kResourceExhausted;
     if (code != absl::StatusCode::kCancelled && code != absl::StatusCode::kDeadlineExceeded) {
       router_->RecordOutcome(spec.name, idx, !deployment_fault);
@@ -301,6 +316,8 @@ class ModelRouter::RoutedCall final : public ModelCall,
   std::vector<size_t> failed_;  // deployments of the current model that failed this call
   absl::Status last_error_;
   std::atomic<bool> streamed_{false};  // an attempt streamed deltas since the last reset
+  // Start of the attempt in flight (one at a time; set before the backend can answer).
+  std::chrono::steady_clock::time_point attempt_start_;
 
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
@@ -401,6 +418,7 @@ std::vector<DeploymentHealth> ModelRouter::Health() const {
       auto it = deployments_.find({name, i});
       if (it != deployments_.end()) {
         h.open = it->second.open_until > now;
+        h.half_open = !h.open && it->second.consecutive_failures >= options_.breaker_failures;
         h.consecutive_failures = it->second.consecutive_failures;
       }
       out.push_back(h);

@@ -32,6 +32,10 @@
 #include "backend/inference_backend.h"
 #include "backend/timer_queue.h"
 
+namespace agentd::metrics {
+class AgentdMetrics;
+}
+
 namespace agentd::backend {
 
 struct Price {
@@ -59,6 +63,9 @@ struct RouterOptions {
   absl::Duration max_backoff = absl::Seconds(5);
   int32_t breaker_failures = 5;                          // consecutive failures that open it
   absl::Duration breaker_cooldown = absl::Seconds(10);   // open → half-open (one probe)
+  /// Per-attempt counts, latency, tokens and cost by configured model (null = not measured).
+  /// Every configured model must have been added to it (AgentdMetrics::AddModel).
+  metrics::AgentdMetrics* metrics = nullptr;
 };
 
 /// Per-backend limits given at registration.
@@ -73,6 +80,7 @@ struct DeploymentHealth {
   std::string backend;
   std::string backend_model;
   bool open = false;
+  bool half_open = false;  // cooldown over: the next call is a probe
   int32_t consecutive_failures = 0;
 };
 

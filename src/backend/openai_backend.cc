@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "backend/openai_mapping.h"
 #include "backend/sse_parser.h"
+#include "metrics/trace_context.h"
 
 namespace agentd::backend {
 namespace {
@@ -101,6 +102,9 @@ class OpenAiBackend::Call final : public ModelCall, public std::enable_shared_fr
   const bool stream_;
   CURL* easy_ = nullptr;
   std::string request_body_;
+  // `traceparent: …` of this call, linked in front of the backend's shared header list.
+  std::string trace_header_;
+  curl_slist trace_node_{};
   char errbuf_[CURL_ERROR_SIZE] = {0};
   long http_status_ = 0;
   std::string content_type_;
@@ -445,6 +449,7 @@ OpenAiBackend::OpenAiBackend(OpenAiBackendOptions options) : options_(std::move(
                       : absl::StrCat(safe_name, ": ", HeaderSafe(value));
   }
   for (const auto& [unused, line] : lower) headers_ = curl_slist_append(headers_, line.c_str());
+  static_traceparent_ = lower.count("traceparent") > 0;  // the operator's explicit choice wins
   loop_ = std::make_unique<Loop>(&options_);
 }
 
@@ -476,7 +481,17 @@ std::shared_ptr<ModelCall> OpenAiBackend::Start(ModelRequest request, ModelCallb
   curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                    static_cast<curl_off_t>(call->request_body_.size()));
   curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body_.data());
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers_);
+  curl_slist* headers = headers_;
+  if (request.context != nullptr && !static_traceparent_) {
+    // W3C trace context: same trace, a new span id for this HTTP request, the caller's flags.
+    const obs::RequestContext& rc = *request.context;
+    call->trace_header_ = absl::StrCat(
+        "traceparent: ", obs::FormatTraceparent(rc.trace_id, obs::NewSpanId(), rc.trace_flags));
+    call->trace_node_.data = call->trace_header_.data();
+    call->trace_node_.next = headers_;  // read-only, shared; not freed through this node
+    headers = &call->trace_node_;
+  }
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Call::OnHeader);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, call.get());
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Call::OnBody);

@@ -13,6 +13,8 @@
 // streams); RESOURCE_EXHAUSTED = quota; FAILED_PRECONDITION = context too long;
 // INVALID_ARGUMENT / PERMISSION_DENIED = other 4xx; DEADLINE_EXCEEDED; CANCELLED. The API key
 // never appears in a status message.
+// Tracing: a request with a context (ModelRequest::context) is sent with a `traceparent` header
+// carrying its trace id and a new span id per HTTP request.
 #pragma once
 
 #include <map>
@@ -60,6 +62,7 @@ class OpenAiBackend final : public InferenceBackend {
   const OpenAiBackendOptions options_;
   std::string url_;
   curl_slist* headers_ = nullptr;  // shared, read-only, by every transfer
+  bool static_traceparent_ = false;  // a configured `traceparent` header replaces the per-call one
   std::unique_ptr<Loop> loop_;     // last: destroyed first, completing every call
 };
 

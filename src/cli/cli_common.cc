@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "cli/output.h"
+#include "cli/structured_output.h"
 
 namespace agentd::cli {
 namespace {
@@ -33,10 +35,15 @@ std::string Hint(const grpc::Status& status, const GlobalOptions& options, bool 
       }
       return absl::StrCat(" (is agentd running at ", options.addr,
                           "? set --addr or AGENTD_ADDR; if it serves TLS, set --tls-ca)");
+    case grpc::StatusCode::ABORTED:
+      return " (a concurrent change or call conflicts with this one: re-read and retry)";
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::StrCat(" (timeout ", options.timeout_seconds, "s; raise it with --timeout)");
     case grpc::StatusCode::UNAUTHENTICATED:
-      if (!options.api_key.empty()) return "";
+      if (!options.api_key.empty()) {
+        return " (check the key given with --api-key or AGENTD_API_KEY; `agentctl keys list` "
+               "shows which keys are active)";
+      }
       return " (no API key: set --api-key or AGENTD_API_KEY)";
     default:
       return "";
@@ -90,8 +97,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
   return grpc::SslCredentials(ssl);
 }
 
-Connection::Connection(GlobalOptions options,
-                       std::shared_ptr<grpc::ChannelCredentials> credentials)
+Connection::Connection(GlobalOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials)
     : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -100,6 +106,24 @@ Connection::Connection(GlobalOptions options,
   agents_ = agentd::v1::AgentService::NewStub(channel_);
   sessions_ = agentd::v1::SessionService::NewStub(channel_);
   projects_ = agentd::v1::ProjectService::NewStub(channel_);
+  memory_ = agentd::v1::MemoryService::NewStub(channel_);
+  admin_ = agentd::v1::AdminService::NewStub(channel_);
+}
+
+void Connection::Print(const google::protobuf::Message& message) const {
+  if (options_.output == "yaml") {
+    std::cout << ToYaml(message) << std::endl;
+  } else {
+    PrintJson(message);
+  }
+}
+
+void Connection::PrintItem(const google::protobuf::Message& message) const {
+  if (options_.output == "yaml") {
+    std::cout << "---\n" << ToYaml(message) << std::endl;
+  } else {
+    PrintJsonLine(message);
+  }
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::NewContext(const std::string& session_id,
@@ -166,8 +190,20 @@ std::string StatusCodeName(grpc::StatusCode code) {
   }
 }
 
+namespace {
+std::string& CommandPathStorage() {
+  static auto* path = new std::string();
+  return *path;
+}
+}  // namespace
+
+void SetCommandPath(const std::string& path) { CommandPathStorage() = path; }
+const std::string& CommandPath() { return CommandPathStorage(); }
+
 int UsageError(const std::string& message) {
-  std::cerr << "error: " << message << "\nRun with --help for more information." << std::endl;
+  const std::string& path = CommandPath();
+  std::cerr << "error: " << message << " (see 'agentctl" << (path.empty() ? "" : " ") << path
+            << " --help')" << std::endl;
   return kExitUsage;
 }
 

@@ -11,7 +11,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
+#include "agentd/v1/admin.grpc.pb.h"
 #include "agentd/v1/agent.grpc.pb.h"
+#include "agentd/v1/memory.grpc.pb.h"
 #include "agentd/v1/project.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
 
@@ -23,13 +25,13 @@ inline constexpr int kExitUsage = 2;
 
 struct GlobalOptions {
   std::string addr = "127.0.0.1:7700";
-  std::string api_key;  // never printed
+  std::string api_key;   // never printed
   std::string tls_ca;    // PEM CA bundle to verify the server (empty: system roots)
   std::string tls_cert;  // PEM client certificate (mTLS), with tls_key
   std::string tls_key;
   bool tls() const { return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
   double timeout_seconds = 30;   // 0 = no deadline
-  std::string output = "table";  // table | json
+  std::string output = "table";  // table | json | yaml
 };
 
 /// One channel to agentd and its stubs. Builds the per-call contexts that carry the
@@ -47,8 +49,18 @@ class Connection {
   agentd::v1::AgentService::Stub& agents() { return *agents_; }
   agentd::v1::SessionService::Stub& sessions() { return *sessions_; }
   agentd::v1::ProjectService::Stub& projects() { return *projects_; }
+  agentd::v1::MemoryService::Stub& memory() { return *memory_; }
+  agentd::v1::AdminService::Stub& admin() { return *admin_; }
   const GlobalOptions& options() const { return options_; }
-  bool json() const { return options_.output == "json"; }
+
+  /// True for `-o json` and `-o yaml`: commands print the RPC's response message with Print()
+  /// instead of a table.
+  bool structured() const { return options_.output != "table"; }
+  /// The whole response: pretty protobuf JSON (proto field names), or the same content as one
+  /// YAML document.
+  void Print(const google::protobuf::Message& message) const;
+  /// One item of a stream (events, turn events): a JSON line, or a YAML document after `---`.
+  void PrintItem(const google::protobuf::Message& message) const;
 
   /// Prints `error: <CODE_NAME>: <message>` (one line, plus a hint where one helps) to stderr
   /// and returns kExitServerError. `context` is the failed call's (for its server metadata).
@@ -60,6 +72,8 @@ class Connection {
   std::unique_ptr<agentd::v1::AgentService::Stub> agents_;
   std::unique_ptr<agentd::v1::SessionService::Stub> sessions_;
   std::unique_ptr<agentd::v1::ProjectService::Stub> projects_;
+  std::unique_ptr<agentd::v1::MemoryService::Stub> memory_;
+  std::unique_ptr<agentd::v1::AdminService::Stub> admin_;
 };
 
 /// Plaintext, or TLS when any --tls-* option is set (reading the PEM files). On error, the
@@ -71,8 +85,13 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
 /// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND, etc.
 std::string StatusCodeName(grpc::StatusCode code);
 
-/// Prints `error: <message>` to stderr and returns kExitUsage (for usage errors CLI11 cannot see).
+/// Prints `error: <message> (see 'agentctl <command> --help')` on one line to stderr and returns
+/// kExitUsage (for usage errors CLI11 cannot see). The command is the one SetCommandPath() named.
 int UsageError(const std::string& message);
+
+/// The invoked command ("session fork"), for the hint of UsageError(); set by main() once parsed.
+void SetCommandPath(const std::string& path);
+const std::string& CommandPath();
 
 /// Validator for KEY=VALUE arguments (the key must be non-empty).
 CLI::Validator KeyValue();
@@ -92,9 +111,28 @@ CLI::App* AddCommand(CLI::App& parent, const std::string& name, const std::strin
                      const std::string& examples);
 
 void AddAgentCommands(CLI::App& app, Dispatch* dispatch);
+/// `session create|get|list|delete|fork`; calls AddSessionTransferCommands() for the rest.
 void AddSessionCommands(CLI::App& app, Dispatch* dispatch);
+/// `session export|import|replay` under the `session` group.
+void AddSessionTransferCommands(CLI::App& session, Dispatch* dispatch);
+/// `send`, `events` and `turn cancel`.
 void AddTurnCommands(CLI::App& app, Dispatch* dispatch);
+/// Runs `request` over StreamTurn (for `send --stream` and `chat`), printing as it arrives: with
+/// -o json|yaml every TurnEvent (PrintItem()), else the reply's text deltas (and a note when a
+/// model call is retried), ending on a newline. Returns kExitOk with the turn's result in
+/// `*result` and whether any text was printed in `*text_streamed`; or reports the failure (the
+/// RPC's, or a stream that ended without a result) on stderr and returns kExitServerError.
+int PrintStreamedTurn(Connection& c, const agentd::v1::RunTurnRequest& request,
+                      agentd::v1::TurnResult* result, bool* text_streamed);
+/// `chat SESSION`: an interactive (or piped) conversation over StreamTurn.
+void AddChatCommand(CLI::App& app, Dispatch* dispatch);
+/// `state get|put|list` (a session's tool state).
+void AddStateCommands(CLI::App& app, Dispatch* dispatch);
+/// `memory put|get|list|search|delete` (MemoryService).
+void AddMemoryCommands(CLI::App& app, Dispatch* dispatch);
 /// `projects`, `keys`, `usage`, `limits` and `audit` (ProjectService).
 void AddProjectCommands(CLI::App& app, Dispatch* dispatch);
+/// `admin backup|backups|restore` (AdminService, operator key).
+void AddAdminCommands(CLI::App& app, Dispatch* dispatch);
 
 }  // namespace agentd::cli

@@ -97,6 +97,7 @@ void Table::Print(std::ostream& out) const {
       absl::StrAppend(&line, cell,
                       i + 1 < row.size() ? std::string(widths[i] - cell.size() + 2, ' ') : "");
     }
+    while (!line.empty() && line.back() == ' ') line.pop_back();  // empty last cells
     out << line << "\n";
   };
   print(header_, true);
@@ -184,6 +185,49 @@ void PrintSessions(const std::vector<v1::Session>& sessions) {
     table.Add({s.session_id(), s.agent_id(), absl::StrCat(s.agent_version()),
                SessionStatusName(s.status()), absl::StrCat(s.last_seq()), TimeText(s.create_time()),
                TimeText(s.expire_time())});
+  }
+  table.Print(std::cout);
+}
+
+void PrintTools(const v1::Agent& agent) {
+  Table tools({"tool", "kind", "description"});
+  for (const v1::ToolSpec& t : agent.tools()) {
+    tools.Add({t.name(), ShortEnumName(v1::ToolKind_Name(t.kind()), "TOOL_KIND_"),
+               OneLine(t.description(), 80)});
+  }
+  tools.Print(std::cout);
+}
+
+void PrintStateEntries(const std::vector<v1::StateEntry>& entries) {
+  Table table({"key", "version", "value"});
+  for (const v1::StateEntry& e : entries) {
+    table.Add({e.key(), absl::StrCat(e.version()), OneLine(e.value_json(), kBodyWidth)});
+  }
+  table.Print(std::cout);
+}
+
+namespace {
+std::string MetadataText(const google::protobuf::Map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, std::string>> sorted(metadata.begin(), metadata.end());
+  std::sort(sorted.begin(), sorted.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+}  // namespace
+
+void PrintMemoryRecords(const std::vector<v1::MemoryRecord>& records) {
+  Table table({"namespace", "key", "text", "metadata", "updated"});
+  for (const v1::MemoryRecord& r : records) {
+    table.Add({r.namespace_(), r.key(), OneLine(r.text(), 60), MetadataText(r.metadata()),
+               TimeText(r.update_time())});
+  }
+  table.Print(std::cout);
+}
+
+void PrintScoredMemories(const std::vector<v1::ScoredMemory>& results) {
+  Table table({"score", "namespace", "key", "text"});
+  for (const v1::ScoredMemory& s : results) {
+    table.Add({absl::StrFormat("%.4f", s.score()), s.record().namespace_(), s.record().key(),
+               OneLine(s.record().text(), 80)});
   }
   table.Print(std::cout);
 }

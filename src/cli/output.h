@@ -11,6 +11,7 @@
 
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
+#include "agentd/v1/memory.pb.h"
 #include "agentd/v1/project.pb.h"
 #include "agentd/v1/session.pb.h"
 
@@ -50,6 +51,8 @@ std::string OneLine(const std::string& text, size_t max_bytes);
 std::string UsageText(const agentd::v1::Usage& usage);
 
 void PrintAgents(const std::vector<agentd::v1::Agent>& agents);
+/// The agent's tools: name, kind, description.
+void PrintTools(const agentd::v1::Agent& agent);
 void PrintSessions(const std::vector<agentd::v1::Session>& sessions);
 
 /// Columns of one event row: seq, type, turn, body.
@@ -58,6 +61,13 @@ void PrintEvents(const std::vector<agentd::v1::Event>& events);
 /// For `--follow`: one row (EventRow() or a header) with fixed column widths, since the table
 /// cannot be measured in advance.
 void PrintEventLine(const std::vector<std::string>& row);
+
+/// Tool state: key, version, value (one line, cut to a readable width).
+void PrintStateEntries(const std::vector<agentd::v1::StateEntry>& entries);
+/// Long-term memory records: namespace, key, text (cut), metadata, update time.
+void PrintMemoryRecords(const std::vector<agentd::v1::MemoryRecord>& records);
+/// Search results, best first: score (4 decimals), namespace, key, text (cut).
+void PrintScoredMemories(const std::vector<agentd::v1::ScoredMemory>& results);
 
 std::string ApiKeyRoleName(agentd::v1::ApiKeyRole role);  // "admin", "member", "reader"
 /// Short audit action: AUDIT_ACTION_AUTHENTICATION_FAILED -> "auth_failed",

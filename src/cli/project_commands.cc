@@ -157,7 +157,7 @@ int CreateProject(Connection& c, const std::string& name) {
   request.set_name(name);
   v1::Project project;
   if (int rc = Call(c, &Stub::CreateProject, request, &project); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(project), kExitOk;
+  if (c.structured()) return c.Print(project), kExitOk;
   PrintProjects({project});
   return kExitOk;
 }
@@ -171,7 +171,7 @@ int GetProject(Connection& c, const std::string& id, v1::Project* project) {
 int ShowProject(Connection& c, const std::string& id) {
   v1::Project project;
   if (int rc = GetProject(c, id, &project); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(project), kExitOk;
+  if (c.structured()) return c.Print(project), kExitOk;
   PrintProjects({project});
   return kExitOk;
 }
@@ -186,7 +186,7 @@ int ListProjects(Connection& c) {
     for (v1::Project& p : *page.mutable_projects()) *all.add_projects() = std::move(p);
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty());
-  if (c.json()) return PrintJson(all), kExitOk;
+  if (c.structured()) return c.Print(all), kExitOk;
   PrintProjects({all.projects().begin(), all.projects().end()});
   return kExitOk;
 }
@@ -201,8 +201,8 @@ int CreateKey(Connection& c, const KeyCreateOptions& o) {
   v1::CreateApiKeyResponse response;
   if (int rc = Call(c, &Stub::CreateApiKey, request, &response); rc != kExitOk) return rc;
   constexpr char kNotice[] = "Store the secret now: it is not shown again.";
-  if (c.json()) {
-    PrintJson(response);  // includes `secret`
+  if (c.structured()) {
+    c.Print(response);  // includes `secret`
     std::cerr << kNotice << std::endl;
     return kExitOk;
   }
@@ -216,7 +216,7 @@ int ListKeys(Connection& c, const std::string& project) {
   request.set_project_id(project);
   v1::ListApiKeysResponse response;
   if (int rc = Call(c, &Stub::ListApiKeys, request, &response); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(response), kExitOk;
+  if (c.structured()) return c.Print(response), kExitOk;
   PrintApiKeys({response.keys().begin(), response.keys().end()});
   return kExitOk;
 }
@@ -226,7 +226,7 @@ int RevokeKey(Connection& c, const std::string& key_id) {
   request.set_key_id(key_id);
   google::protobuf::Empty response;
   if (int rc = Call(c, &Stub::RevokeApiKey, request, &response); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(response), kExitOk;
+  if (c.structured()) return c.Print(response), kExitOk;
   std::cout << "revoked key " << key_id << std::endl;
   return kExitOk;
 }
@@ -238,7 +238,7 @@ int ShowUsage(Connection& c, const UsageOptions& o) {
   if (int rc = SetTimeRange(o.range, &request); rc != kExitOk) return rc;
   v1::GetUsageResponse response;
   if (int rc = Call(c, &Stub::GetUsage, request, &response); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(response), kExitOk;
+  if (c.structured()) return c.Print(response), kExitOk;
   PrintUsage(o.by, response);
   return kExitOk;
 }
@@ -246,7 +246,7 @@ int ShowUsage(Connection& c, const UsageOptions& o) {
 int ShowLimits(Connection& c, const std::string& project_id) {
   v1::Project project;
   if (int rc = GetProject(c, project_id, &project); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(project), kExitOk;
+  if (c.structured()) return c.Print(project), kExitOk;
   PrintLimits(project);
   return kExitOk;
 }
@@ -271,7 +271,7 @@ int SetLimits(Connection& c, const LimitsOptions& o) {
   if (rpm) limits->set_requests_per_minute(o.requests_per_minute);
   v1::Project updated;
   if (int rc = Call(c, &Stub::SetLimits, request, &updated); rc != kExitOk) return rc;
-  if (c.json()) return PrintJson(updated), kExitOk;
+  if (c.structured()) return c.Print(updated), kExitOk;
   PrintLimits(updated);
   return kExitOk;
 }
@@ -294,7 +294,7 @@ int ListAudit(Connection& c, const AuditOptions& o) {
     }
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty() && want_more());
-  if (c.json()) return PrintJson(all), kExitOk;
+  if (c.structured()) return c.Print(all), kExitOk;
   PrintAuditEvents({all.events().begin(), all.events().end()});
   return kExitOk;
 }

@@ -1,4 +1,5 @@
-// `agentctl session create|get|list|delete`.
+// `agentctl session create|get|list|delete|fork` (export, import and replay are in
+// transfer_commands.cc).
 #include <iostream>
 
 #include "absl/strings/ascii.h"
@@ -18,13 +19,19 @@ struct CreateOptions {
   std::vector<std::string> metadata;
 };
 
+struct ForkOptions {
+  std::string session_id;
+  int64_t at_seq = 0;
+  std::string new_session_id;
+};
+
 struct ListOptions {
   std::string agent_id;
   std::string status;  // idle | running | requires_action | failed
 };
 
 void PrintSession(Connection& c, const v1::Session& session) {
-  if (c.json()) return PrintJson(session);
+  if (c.structured()) return c.Print(session);
   PrintSessions({session});
   if (session.status() == v1::SESSION_STATUS_REQUIRES_ACTION &&
       session.pending_tool_calls_size() > 0) {
@@ -59,7 +66,9 @@ int GetSession(Connection& c, const std::string& id) {
   const grpc::Status status = c.sessions().GetSession(context.get(), request, &response);
   if (!status.ok()) return c.Fail(status, *context);
   PrintSession(c, response);
-  if (!c.json()) std::cout << "\nusage: " << UsageText(response.usage()) << std::endl;
+  if (!c.structured()) {
+    std::cout << "\nusage: " << UsageText(response.usage()) << std::endl;
+  }
   return kExitOk;
 }
 
@@ -85,7 +94,7 @@ int ListSessions(Connection& c, const ListOptions& o) {
     for (v1::Session& s : *page.mutable_sessions()) *all.add_sessions() = std::move(s);
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty());
-  if (c.json()) return PrintJson(all), kExitOk;
+  if (c.structured()) return c.Print(all), kExitOk;
   PrintSessions({all.sessions().begin(), all.sessions().end()});
   return kExitOk;
 }
@@ -97,8 +106,21 @@ int DeleteSession(Connection& c, const std::string& id) {
   auto context = c.NewContext(id);
   const grpc::Status status = c.sessions().DeleteSession(context.get(), request, &response);
   if (!status.ok()) return c.Fail(status, *context);
-  if (c.json()) return PrintJson(response), kExitOk;
+  if (c.structured()) return c.Print(response), kExitOk;
   std::cout << "deleted session " << id << std::endl;
+  return kExitOk;
+}
+
+int ForkSession(Connection& c, const ForkOptions& o) {
+  v1::ForkSessionRequest request;
+  request.set_session_id(o.session_id);
+  request.set_at_seq(o.at_seq);
+  request.set_new_session_id(o.new_session_id);
+  v1::Session response;
+  auto context = c.NewContext(o.session_id);
+  const grpc::Status status = c.sessions().ForkSession(context.get(), request, &response);
+  if (!status.ok()) return c.Fail(status, *context);
+  PrintSession(c, response);
   return kExitOk;
 }
 
@@ -106,8 +128,8 @@ void AddCreate(CLI::App& session, Dispatch* d) {
   auto o = std::make_shared<CreateOptions>();
   CLI::App* cmd = AddCommand(
       session, "create", "Start a session of an agent (pins the agent version)",
-      "  agentctl session create --agent agt_0123\n"
-      "  agentctl session create --agent agt_0123 --id support-42 --ttl 3600 --meta user=alice");
+      "  agentctl session create --agent agent_0123\n"
+      "  agentctl session create --agent agent_0123 --id support-42 --ttl 3600 --meta user=alice");
   cmd->add_option("--agent", o->agent_id, "Agent id")->required();
   cmd->add_option("--agent-version", o->agent_version, "Agent version to pin (0 = latest)")
       ->check(CLI::NonNegativeNumber);
@@ -134,7 +156,7 @@ void AddList(CLI::App& session, Dispatch* d) {
   auto o = std::make_shared<ListOptions>();
   CLI::App* cmd =
       AddCommand(session, "list", "List sessions, optionally of one agent or in one status",
-                 "  agentctl session list --agent agt_0123 --status requires_action");
+                 "  agentctl session list --agent agent_0123 --status requires_action");
   cmd->add_option("--agent", o->agent_id, "Only sessions of this agent");
   cmd->add_option("--status", o->status, "Only sessions in this status")
       ->check(CLI::IsMember({"idle", "running", "requires_action", "failed"}));
@@ -149,17 +171,33 @@ void AddDelete(CLI::App& session, Dispatch* d) {
   cmd->callback([d, id] { d->action = [id](Connection& c) { return DeleteSession(c, *id); }; });
 }
 
+void AddFork(CLI::App& session, Dispatch* d) {
+  auto o = std::make_shared<ForkOptions>();
+  CLI::App* cmd =
+      AddCommand(session, "fork",
+                 "Start a new session that continues this one's conversation from event --at-seq",
+                 "  agentctl session fork sess_0123\n"
+                 "  agentctl session fork sess_0123 --at-seq 4 --id what-if-1");
+  cmd->add_option("SESSION", o->session_id, "Session id to fork")->required();
+  cmd->add_option("--at-seq", o->at_seq, "Fork after this event (0 = the latest)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--id", o->new_session_id, "Id of the new session (default: server-generated)");
+  cmd->callback([d, o] { d->action = [o](Connection& c) { return ForkSession(c, *o); }; });
+}
+
 }  // namespace
 
 void AddSessionCommands(CLI::App& app, Dispatch* dispatch) {
-  CLI::App* session =
-      AddCommand(app, "session", "Create, show, list and delete sessions",
-                 "  agentctl session create --agent agt_0123\n  agentctl session list");
+  CLI::App* session = AddCommand(
+      app, "session", "Create, show, list, delete, fork, export, import and replay sessions",
+      "  agentctl session create --agent agent_0123\n  agentctl session list");
   session->require_subcommand(1);
   AddCreate(*session, dispatch);
   AddGet(*session, dispatch);
   AddList(*session, dispatch);
   AddDelete(*session, dispatch);
+  AddFork(*session, dispatch);
+  AddSessionTransferCommands(*session, dispatch);
 }
 
 }  // namespace agentd::cli

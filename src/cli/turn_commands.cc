@@ -1,4 +1,5 @@
-// `agentctl send` (RunTurn / StreamTurn) and `agentctl events` (ListEvents / WatchEvents).
+// `agentctl send` (RunTurn / StreamTurn), `agentctl turn cancel` (CancelTurn) and
+// `agentctl events` (ListEvents / WatchEvents); and PrintStreamedTurn(), which `chat` uses too.
 #include <algorithm>
 #include <iostream>
 
@@ -75,41 +76,32 @@ int RunTurn(Connection& c, const SendOptions& o) {
   auto context = c.NewContext(o.session_id);
   const grpc::Status status = c.sessions().RunTurn(context.get(), BuildTurnRequest(o), &result);
   if (!status.ok()) return c.Fail(status, *context);
-  if (c.json()) return PrintJson(result), TurnExitCode(result);
+  if (c.structured()) return c.Print(result), TurnExitCode(result);
   return ReportTurn(o, result, /*text_streamed=*/false);
 }
 
-// Deltas are printed as they arrive; JSON mode prints every TurnEvent as one JSON line.
 int StreamTurn(Connection& c, const SendOptions& o) {
-  auto context = c.NewContext(o.session_id);
-  auto reader = c.sessions().StreamTurn(context.get(), BuildTurnRequest(o));
-  v1::TurnEvent event;
   v1::TurnResult result;
-  bool got_result = false;
   bool streamed = false;
-  char last_char = '\n';
-  while (reader->Read(&event)) {
-    if (c.json()) {
-      PrintJsonLine(event);
-    } else if (event.has_delta() && event.delta().reset()) {
-      std::cout << "\n[model call retried; the reply starts over]\n" << std::flush;
-      last_char = '\n';
-    } else if (event.has_delta() && !event.delta().text().empty()) {
-      std::cout << event.delta().text() << std::flush;
-      streamed = true;
-      last_char = event.delta().text().back();
-    }
-    if (event.has_result()) result = event.result(), got_result = true;
+  if (int rc = PrintStreamedTurn(c, BuildTurnRequest(o), &result, &streamed); rc != kExitOk) {
+    return rc;
   }
-  const grpc::Status status = reader->Finish();
-  if (last_char != '\n') std::cout << std::endl;
-  if (!status.ok()) return c.Fail(status, *context);
-  if (!got_result) {
-    std::cerr << "error: INTERNAL: the stream ended without a turn result" << std::endl;
-    return kExitServerError;
-  }
-  if (c.json()) return TurnExitCode(result);
+  if (c.structured()) return TurnExitCode(result);
   return ReportTurn(o, result, streamed);
+}
+
+// The cancelled turn's result. Table mode prints what the turn had produced and the status line.
+int CancelTurn(Connection& c, const std::string& session_id) {
+  v1::CancelTurnRequest request;
+  request.set_session_id(session_id);
+  v1::TurnResult result;
+  auto context = c.NewContext(session_id);
+  const grpc::Status status = c.sessions().CancelTurn(context.get(), request, &result);
+  if (!status.ok()) return c.Fail(status, *context);
+  if (c.structured()) return c.Print(result), kExitOk;
+  std::cout << "cancelled turn " << result.turn_id() << " of session " << session_id << std::endl;
+  PrintTurnStatusLine(result);
+  return kExitOk;
 }
 
 // ---- events ---------------------------------------------------------------------------------
@@ -134,7 +126,7 @@ int ListEvents(Connection& c, const EventsOptions& o) {
     cursor = next;
   }
   all.set_next_after_seq(cursor);
-  if (c.json()) return PrintJson(all), kExitOk;
+  if (c.structured()) return c.Print(all), kExitOk;
   PrintEvents({all.events().begin(), all.events().end()});
   return kExitOk;
 }
@@ -150,8 +142,8 @@ int WatchEvents(Connection& c, const EventsOptions& o) {
   int64_t count = 0;
   bool cancelled = false;
   while (reader->Read(&event)) {
-    if (c.json()) {
-      PrintJsonLine(event);
+    if (c.structured()) {
+      c.PrintItem(event);
     } else {
       if (count == 0) PrintEventLine({"SEQ", "TYPE", "TURN", "BODY"});
       PrintEventLine(EventRow(event));
@@ -216,10 +208,54 @@ void AddEvents(CLI::App& app, Dispatch* d) {
   });
 }
 
+void AddTurnGroup(CLI::App& app, Dispatch* d) {
+  CLI::App* turn = AddCommand(app, "turn", "Act on a session's running turn",
+                              "  agentctl turn cancel sess_0123");
+  turn->require_subcommand(1);
+  auto id = std::make_shared<std::string>();
+  CLI::App* cancel = AddCommand(
+      *turn, "cancel", "Cancel the turn running on a session (FAILED_PRECONDITION if none runs)",
+      "  agentctl turn cancel sess_0123\n  agentctl turn cancel sess_0123 -o json");
+  cancel->add_option("SESSION", *id, "Session id")->required();
+  cancel->callback([d, id] { d->action = [id](Connection& c) { return CancelTurn(c, *id); }; });
+}
+
 }  // namespace
+
+int PrintStreamedTurn(Connection& c, const v1::RunTurnRequest& request, v1::TurnResult* result,
+                      bool* text_streamed) {
+  auto context = c.NewContext(request.session_id());
+  auto reader = c.sessions().StreamTurn(context.get(), request);
+  v1::TurnEvent event;
+  bool got_result = false;
+  *text_streamed = false;
+  char last_char = '\n';
+  while (reader->Read(&event)) {
+    if (c.structured()) {
+      c.PrintItem(event);
+    } else if (event.has_delta() && event.delta().reset()) {
+      std::cout << "\n[model call retried; the reply starts over]\n" << std::flush;
+      last_char = '\n';
+    } else if (event.has_delta() && !event.delta().text().empty()) {
+      std::cout << event.delta().text() << std::flush;
+      *text_streamed = true;
+      last_char = event.delta().text().back();
+    }
+    if (event.has_result()) *result = event.result(), got_result = true;
+  }
+  const grpc::Status status = reader->Finish();
+  if (last_char != '\n') std::cout << std::endl;
+  if (!status.ok()) return c.Fail(status, *context);
+  if (!got_result) {
+    std::cerr << "error: INTERNAL: the stream ended without a turn result" << std::endl;
+    return kExitServerError;
+  }
+  return kExitOk;
+}
 
 void AddTurnCommands(CLI::App& app, Dispatch* dispatch) {
   AddSend(app, dispatch);
+  AddTurnGroup(app, dispatch);
   AddEvents(app, dispatch);
 }
 

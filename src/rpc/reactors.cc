@@ -55,6 +55,7 @@ class RunTurnReactor final : public grpc::ServerUnaryReactor {
       : scope_(ctx, "RunTurn", auth), sessions_(sessions), response_(response) {}
 
   void Start(const v1::RunTurnRequest& request) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       Finish(scope_.Done(scope_.auth_status()));
       return;
@@ -148,6 +149,7 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
       : scope_(ctx, "StreamTurn", auth), sessions_(sessions) {}
 
   void Start(const v1::RunTurnRequest& request) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       FinishWhenDrained(scope_.Done(scope_.auth_status()));
       return;
@@ -211,6 +213,7 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
       : scope_(ctx, "WatchEvents", auth), sessions_(sessions) {}
 
   void Start(const v1::WatchEventsRequest& request) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       End(scope_.auth_status());
       return;

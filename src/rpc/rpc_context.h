@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "auth/authenticator.h"
+#include "metrics/trace_context.h"
 
 namespace agentd::rpc {
 
@@ -21,6 +22,9 @@ using auth::Identity;
 
 /// Started at the top of every handler: assigns the request id (the client's
 /// `x-agentd-request-id` if it sent a sane one), adds it to the response's initial metadata,
+/// takes the W3C trace context from the `traceparent` metadata (a new trace when it is absent or
+/// invalid; see metrics/trace_context.h) — handlers install context() with an obs::ContextScope
+/// while they run, so log lines carry the ids —
 /// authenticates and authorizes the caller (the one place every RPC goes through; `method` is
 /// the RPC's short name, looked up in auth/policy), and logs the outcome with the id when the
 /// call ends. When !ok() the handler must finish with auth_status() and do nothing else.
@@ -34,8 +38,10 @@ class CallScope {
   /// comes from here, never from a request field.
   const Identity& identity() const { return identity_; }
   /// Request id, method and peer, for audit records.
-  auth::CallInfo call_info() const { return {method_, request_id_, peer_}; }
-  const std::string& request_id() const { return request_id_; }
+  auth::CallInfo call_info() const { return {method_, context_->request_id, peer_}; }
+  const std::string& request_id() const { return context_->request_id; }
+  /// Request and trace ids of this call (owned by the scope; a Turn takes shared ownership).
+  const obs::RequestContext* context() const { return context_.get(); }
   const char* method() const { return method_; }
   /// The call's deadline (InfiniteFuture when the client set none).
   absl::Time deadline() const { return deadline_; }
@@ -44,7 +50,7 @@ class CallScope {
 
  private:
   const char* method_;
-  std::string request_id_;
+  std::shared_ptr<obs::RequestContext> context_;
   std::string peer_;
   Identity identity_;
   absl::Status auth_status_;
@@ -62,6 +68,7 @@ template <typename Body>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method,
                                 auth::Authenticator* auth, Body&& body) {
   CallScope scope(ctx, method, auth);
+  obs::ContextScope log_scope(scope.context());
   if (!scope.ok()) return FinishUnary(ctx, scope, scope.auth_status());
   return FinishUnary(ctx, scope, body(scope));
 }

@@ -19,6 +19,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::ExportChunk> {
       : scope_(ctx, "ExportSession", auth) {}
 
   void Start(runtime::SessionManager* sessions, const v1::ExportSessionRequest& request) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       Finish(scope_.Done(scope_.auth_status()));
       return;
@@ -65,6 +66,7 @@ class ImportReactor final : public grpc::ServerReadReactor<v1::ExportChunk> {
       : ctx_(ctx), scope_(ctx, "ImportSession", auth), response_(response) {}
 
   void Start(runtime::SessionManager* sessions, size_t max_bytes) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       Finish(scope_.Done(scope_.auth_status()));
       return;
@@ -74,6 +76,7 @@ class ImportReactor final : public grpc::ServerReadReactor<v1::ExportChunk> {
   }
 
   void OnReadDone(bool ok) override {
+    obs::ContextScope log_scope(scope_.context());
     if (!ok) {  // the client half-closed (or went away)
       if (ctx_->IsCancelled()) {
         Finish(scope_.Done(absl::CancelledError("the client cancelled the import")));
@@ -110,6 +113,7 @@ class ReplayReactor final : public grpc::ServerUnaryReactor {
       : scope_(ctx, "ReplaySession", auth), response_(response) {}
 
   void Start(runtime::SessionManager* sessions, const v1::ReplaySessionRequest& request) {
+    obs::ContextScope log_scope(scope_.context());
     if (!scope_.ok()) {
       Finish(scope_.Done(scope_.auth_status()));
       return;

@@ -33,6 +33,11 @@ class HistoryCache {
   /// Inserts or replaces the entry of `key`, evicting the least recently used beyond the bound.
   void Put(const std::string& key, std::shared_ptr<SessionHistory> history);
   void Erase(const std::string& key);
+  /// Sessions cached now.
+  size_t size() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return entries_.size();
+  }
 
  private:
   struct Entry {

@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "metrics/agentd_metrics.h"
 #include "runtime/limits.h"
 #include "runtime/validation.h"
 
@@ -86,7 +87,18 @@ absl::StatusOr<v1::Session> SessionManager::Get(const std::string& project_id,
   auto rec = deps_.store->GetSession(project_id, session_id);
   if (absl::IsNotFound(rec.status())) return SessionNotFound(session_id);
   AGENTD_RETURN_IF_ERROR(rec.status());
-  return rec->session();
+  v1::Session session = std::move(*rec->mutable_session());
+  // A turn's opening events are committed with its first model step, so until then the stored
+  // status is still the previous one: a turn running in this process makes the session RUNNING.
+  if (session.status() != v1::SESSION_STATUS_RUNNING) {
+    absl::MutexLock lock(&mu_);
+    auto it = slots_.find(EventHub::Key(project_id, session_id));
+    if (it != slots_.end() && it->second.running != nullptr) {
+      session.set_status(v1::SESSION_STATUS_RUNNING);
+      session.clear_pending_tool_calls();
+    }
+  }
+  return session;
 }
 
 absl::StatusOr<v1::ListSessionsResponse> SessionManager::List(
@@ -166,6 +178,7 @@ std::shared_ptr<Turn> SessionManager::SubmitTurn(const std::string& project_id,
     st = absl::IsNotFound(rec.status()) ? SessionNotFound(request.session_id()) : rec.status();
   }
   if (!st.ok()) {
+    if (deps_.metrics != nullptr) deps_.metrics->TurnRejected(st.code());
     observer->OnFinish(st, v1::TurnResult());
     return nullptr;
   }
@@ -226,6 +239,7 @@ std::shared_ptr<Turn> SessionManager::SubmitTurn(const std::string& project_id,
     deps_.executor->Schedule([turn] { turn->Begin(); });
     return turn;
   }
+  if (deps_.metrics != nullptr && !st.ok()) deps_.metrics->TurnRejected(st.code());
   observer->OnFinish(st, replay ? *replay : v1::TurnResult());
   return nullptr;
 }
@@ -364,6 +378,17 @@ void SessionManager::Drain(absl::Duration grace) {
 size_t SessionManager::active_turns() const {
   absl::MutexLock lock(&mu_);
   return active_;
+}
+
+SessionManager::TurnStats SessionManager::turn_stats() const {
+  TurnStats stats;
+  absl::MutexLock lock(&mu_);
+  stats.sessions = slots_.size();
+  for (const auto& [key, slot] : slots_) {
+    if (slot.running != nullptr) ++stats.running;
+    stats.queued += slot.queue.size();
+  }
+  return stats;
 }
 
 }  // namespace agentd::runtime

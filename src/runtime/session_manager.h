@@ -99,6 +99,13 @@ class SessionManager {
   /// then cancel what is left and wait (bounded) for it to be recorded.
   void Drain(absl::Duration grace);
   size_t active_turns() const;
+  struct TurnStats {
+    size_t running = 0;   // turns running now
+    size_t queued = 0;    // turns waiting (ENQUEUE) behind a running one
+    size_t sessions = 0;  // sessions with a turn running or queued
+  };
+  /// A snapshot for metrics (walks the busy sessions under the lock: for scrapes, not hot paths).
+  TurnStats turn_stats() const;
 
   EventHub* hub() { return deps_.hub; }
   store::ContextStore* store() { return deps_.store; }

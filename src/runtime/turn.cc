@@ -7,6 +7,8 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "metrics/agentd_metrics.h"
+#include "metrics/trace_context.h"
 #include "runtime/context_builder.h"
 
 namespace agentd::runtime {
@@ -60,9 +62,12 @@ Turn::Turn(TurnDeps deps, std::string project_id, v1::RunTurnRequest request, st
       observer_(std::move(observer)),
       on_finished_(std::move(on_finished)),
       turn_id_(NewId("turn_")),
+      context_(obs::CurrentRequest()),
+      submitted_(std::chrono::steady_clock::now()),
       builtins_(deps_.store, project_id_, request_.session_id()) {}
 
 void Turn::Begin() {
+  obs::ContextScope log_scope(context_.get(), request_.session_id(), turn_id_);
   began_ = true;
   absl::Status st = Prepare();
   if (!st.ok()) {
@@ -230,7 +235,9 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   w.usage = pending_usage_;  // counted in the same batch as the step's events
   w.state = builtins_.PendingState();  // tool-state writes of the step's builtin calls
   const std::string key = EventHub::Key(project_id_, request_.session_id());
+  const auto commit_start = std::chrono::steady_clock::now();
   absl::Status st = deps_.store->CommitSessionWrite(w);
+  if (deps_.metrics != nullptr) deps_.metrics->StoreCommit(metrics::SecondsSince(commit_start));
   if (!st.ok()) {
     deps_.history->Erase(key);
     return st;
@@ -364,10 +371,21 @@ void Turn::FinishTurn(Outcome outcome) {
     Deliver(st, v1::TurnResult());
     return;
   }
+  outcome_recorded_ = true;
+  if (deps_.metrics != nullptr) {
+    metrics::TurnOutcome o = metrics::TurnOutcome::kFailed;
+    if (outcome.status == v1::TURN_STATUS_COMPLETED) o = metrics::TurnOutcome::kCompleted;
+    if (outcome.status == v1::TURN_STATUS_REQUIRES_ACTION) o = metrics::TurnOutcome::kRequiresAction;
+    if (outcome.status == v1::TURN_STATUS_CANCELLED) o = metrics::TurnOutcome::kCancelled;
+    deps_.metrics->TurnFinished(o, metrics::SecondsSince(submitted_));
+  }
   Deliver(outcome.call_status, result);
 }
 
-void Turn::FinishWithoutRunning(const absl::Status& status) { Deliver(status, v1::TurnResult()); }
+void Turn::FinishWithoutRunning(const absl::Status& status) {
+  obs::ContextScope log_scope(context_.get(), request_.session_id(), turn_id_);
+  Deliver(status, v1::TurnResult());
+}
 
 void Turn::Cancel(const std::string& reason, absl::StatusCode code) {
   std::shared_ptr<backend::ModelCall> call;
@@ -405,6 +423,9 @@ void Turn::Deliver(const absl::Status& status, const v1::TurnResult& result) {
     final_status_ = status;
     final_result_ = result;
     listeners.swap(listeners_);
+  }
+  if (deps_.metrics != nullptr && !outcome_recorded_ && !status.ok()) {
+    deps_.metrics->TurnRejected(status.code());
   }
   // Free the session before answering: a client that sends its next turn the moment it has
   // this answer must not find the session still busy.

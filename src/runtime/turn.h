@@ -18,6 +18,7 @@
 // EventHub only after their commit.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -40,6 +41,13 @@
 #include "runtime/history_cache.h"
 #include "runtime/json_schema.h"
 #include "store/context_store.h"
+
+namespace agentd::metrics {
+class AgentdMetrics;
+}
+namespace agentd::obs {
+struct RequestContext;
+}
 
 namespace agentd::runtime {
 
@@ -69,6 +77,8 @@ struct TurnDeps {
   /// Project limits, checked before every model call; null = unlimited (unit tests).
   auth::LimitEnforcer* limits = nullptr;
   int32_t default_max_steps = 8;
+  /// Turn outcomes, rejections, latency and commit latency (null = not measured).
+  metrics::AgentdMetrics* metrics = nullptr;
   /// The context window (tokens) of a configured model, 0 if unknown; null = always unknown.
   /// Used when an agent sets no ContextPolicy.max_context_tokens.
   std::function<int64_t(const std::string& model)> context_window;
@@ -81,6 +91,10 @@ inline constexpr int64_t kAnswerReserveTokens = 4096;
 /// max_validation_retries when the agent leaves it 0.
 inline constexpr int32_t kDefaultValidationRetries = 2;
 
+/// Request context: a Turn captures the thread's current request context (obs::CurrentRequest)
+/// when it is created and installs it, with its session and turn ids, on every thread that drives
+/// it, so that every log line of the turn carries the request and trace ids; model calls carry it
+/// in ModelRequest::context.
 class Turn : public std::enable_shared_from_this<Turn> {
  public:
   Turn(TurnDeps deps, std::string project_id, v1::RunTurnRequest request, std::string digest,
@@ -158,6 +172,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   const std::shared_ptr<TurnObserver> observer_;
   std::function<void(Turn*)> on_finished_;
   const std::string turn_id_;
+  const std::shared_ptr<const obs::RequestContext> context_;  // null outside a request
+  const std::chrono::steady_clock::time_point submitted_;
 
   // Owned by whichever thread drives the turn (one at a time; handed over via mu_).
   storage::SessionRecord record_;
@@ -191,6 +207,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::vector<v1::ToolCall> client_calls_;    // calls the client must run (REQUIRES_ACTION)
   std::string output_text_;
   bool began_ = false;
+  bool outcome_recorded_ = false;  // the closing event is durable (counted as a finished turn)
 
   // Deltas that arrive before the opening events are durable wait here, so a stream always
   // starts with TURN_STARTED. Lock order: mu_ before delta_mu_.

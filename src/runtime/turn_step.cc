@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "metrics/trace_context.h"
 #include "runtime/turn.h"
 
 namespace agentd::runtime {
@@ -127,6 +128,7 @@ void Turn::StartCall(backend::ModelRequest req, CallKind kind) {
       return;
     }
   }
+  req.context = context_;
   const int64_t id = ++model_calls_;
   {
     absl::MutexLock lock(&mu_);
@@ -140,6 +142,8 @@ void Turn::StartCall(backend::ModelRequest req, CallKind kind) {
   }
   callbacks.on_done = [self, kind](absl::StatusOr<backend::ModelResponse> r) {
     auto next = [self, kind](absl::StatusOr<backend::ModelResponse> r) {
+      obs::ContextScope log_scope(self->context_.get(), self->request_.session_id(),
+                                  self->turn_id_);
       if (kind == CallKind::kSummary) {
         self->OnSummaryDone(std::move(r));
       } else {

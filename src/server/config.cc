@@ -348,6 +348,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Str("metrics_listen", &c->metrics_listen);
   f.Str("http_listen", &c->http_listen);
   f.OneOf("log_level", &c->log_level, {"trace", "debug", "info", "warn", "error"});
+  f.OneOf("log_format", &c->log_format, {"text", "json"});
   f.Int("drain_grace_ms", &c->drain_grace_ms, 0);
   f.Int("max_message_bytes", &c->max_message_bytes, kMiB, 256 * kMiB);
   f.Int("default_max_steps_per_turn", &c->default_max_steps_per_turn, 1, 1000);
@@ -356,6 +357,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Struct<TlsConfig>("tls", &c->tls, ReadTls);
   f.Bool("allow_plaintext", &c->allow_plaintext);
   f.Int("audit_retention_days", &c->audit_retention_days, 1, 3650);
+  f.Str("backup_dir", &c->backup_dir);
   f.Struct<StoreConfig>("store", &c->store, ReadStore);
   f.Struct<RouterConfig>("router", &c->router, ReadRouter);
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);
@@ -601,6 +603,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
 absl::Status ValidateConfig(const Config& config) {
   if (config.listen.empty()) return Invalid("listen", "must not be empty");
   if (config.data_dir.empty()) return Invalid("data_dir", "must not be empty");
+  if (!config.backup_dir.empty() && config.backup_dir.front() != '/') {
+    return Invalid("backup_dir", "must be an absolute path");
+  }
   AGENTD_RETURN_IF_ERROR(ValidateTls(config.tls));
   AGENTD_RETURN_IF_ERROR(CheckPlaintextAllowed(config));
   if (config.store.type == "postgres") {

@@ -78,6 +78,7 @@ struct Config {
   std::string metrics_listen;        // empty = off
   std::string http_listen;           // empty = off
   std::string log_level = "info";    // trace|debug|info|warn|error
+  std::string log_format = "text";   // text | json (one JSON object per line)
   int64_t drain_grace_ms = 20000;    // SIGTERM: how long in-flight turns may finish, >= 0
   int64_t max_message_bytes = 16 * 1024 * 1024;  // gRPC max receive/send size, 1 MiB..256 MiB
   int32_t default_max_steps_per_turn = 8;        // for agents that leave it 0, 1..1000
@@ -86,6 +87,7 @@ struct Config {
   TlsConfig tls;
   bool allow_plaintext = false;  // serve plaintext on a non-loopback listen (behind a TLS proxy)
   int32_t audit_retention_days = 90;  // audit records older than this are deleted, 1..3650
+  std::string backup_dir;  // AdminService backups when a request names none (absolute; empty = none)
   StoreConfig store;
   RouterConfig router;
   std::vector<BackendConfig> backends;

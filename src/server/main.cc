@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "metrics/log_format.h"
 #include "server/config.h"
 #include "server/server.h"
 
@@ -22,15 +23,18 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   CLI::App app{"agentd: a stateful agent runtime server (gRPC, durable sessions on RocksDB)"};
-  std::string config_path, listen, data_dir, metrics_listen, http_listen, log_level;
+  std::string config_path, listen, data_dir, metrics_listen, http_listen, log_level, log_format;
   std::string tls_cert, tls_key, tls_client_ca;
   bool allow_plaintext = false;
   app.add_option("--config", config_path, "YAML config file (see docs/configuration.md)");
   app.add_option("--listen", listen, "gRPC address HOST:PORT (default 127.0.0.1:7700)");
   app.add_option("--data-dir", data_dir, "data directory (default ./data)");
-  app.add_option("--metrics-listen", metrics_listen, "Prometheus metrics address (reserved)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "Prometheus metrics address HOST:PORT, GET /metrics (config metrics_listen)");
   app.add_option("--http-listen", http_listen, "OpenAI-compatible HTTP address (reserved)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--log-format", log_format,
+                 "text|json: json writes one JSON object per line (config log_format)");
   app.add_option("--tls-cert", tls_cert, "PEM server certificate chain (config tls.cert_file)");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert (config tls.key_file)");
   app.add_option("--tls-client-ca", tls_client_ca,
@@ -61,6 +65,7 @@ int main(int argc, char** argv) {
   if (!metrics_listen.empty()) config.metrics_listen = metrics_listen;
   if (!http_listen.empty()) config.http_listen = http_listen;
   if (!log_level.empty()) config.log_level = log_level;
+  if (!log_format.empty()) config.log_format = log_format;
   if (!tls_cert.empty()) config.tls.cert_file = tls_cert;
   if (!tls_key.empty()) config.tls.key_file = tls_key;
   if (!tls_client_ca.empty()) config.tls.client_ca_file = tls_client_ca;
@@ -69,8 +74,11 @@ int main(int argc, char** argv) {
   if (level == spdlog::level::off && config.log_level != "off") {
     return Fail("log_level must be one of trace, debug, info, warn, error");
   }
+  const auto format = agentd::obs::ParseLogFormat(config.log_format);
+  if (!format) return Fail("log_format must be text or json, got \"" + config.log_format + "\"");
   spdlog::set_level(level);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  // Both formats add the request and trace ids of the request being served to each line.
+  agentd::obs::ConfigureLogging(*format);
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;

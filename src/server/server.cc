@@ -17,6 +17,9 @@
 #include "backend/echo_backend.h"
 #include "backend/model_router.h"
 #include "backend/openai_backend.h"
+#include "http/http_server.h"
+#include "metrics/agentd_metrics.h"
+#include "rpc/admin_service.h"
 #include "rpc/agent_service.h"
 #include "rpc/memory_service.h"
 #include "rpc/project_service.h"
@@ -28,6 +31,7 @@
 #include "runtime/history_cache.h"
 #include "runtime/memory_manager.h"
 #include "runtime/session_manager.h"
+#include "server/observability.h"
 #include "server/tls.h"
 #include "store/rocksdb_store.h"
 
@@ -43,8 +47,10 @@ struct AgentdServer::ShutdownState {
 
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
     const Config& config,
-    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends) {
+    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends,
+    metrics::AgentdMetrics* metrics) {
   backend::RouterOptions ro;
+  ro.metrics = metrics;
   ro.max_retries = config.router.max_retries;
   ro.initial_backoff = absl::Milliseconds(config.router.initial_backoff_ms);
   ro.max_backoff = absl::Milliseconds(config.router.max_backoff_ms);
@@ -115,6 +121,13 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   // TLS files are checked before anything touches the data dir.
   auto credentials = BuildServerCredentials(cfg);
   if (!credentials.ok()) return credentials.status();
+  std::string metrics_host;
+  int metrics_port = 0;
+  if (!cfg.metrics_listen.empty() &&
+      !http::SplitHostPort(cfg.metrics_listen, &metrics_host, &metrics_port)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_listen: \"", cfg.metrics_listen, "\" is not a HOST:PORT address (e.g. 127.0.0.1:9464)"));
+  }
   std::unique_ptr<AgentdServer> server(new AgentdServer());
   server->options_ = options;
   server->shutdown_ = std::make_unique<ShutdownState>();
@@ -139,9 +152,11 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->projects_ =
       std::make_unique<auth::ProjectManager>(server->store_.get(), server->limits_.get());
 
-  auto router = BuildRouter(cfg, options.extra_backends);
+  server->metrics_ = std::make_unique<metrics::AgentdMetrics>();
+  auto router = BuildRouter(cfg, options.extra_backends, server->metrics_.get());
   if (!router.ok()) return router.status();
   server->router_ = *std::move(router);
+  for (const std::string& model : server->router_->ModelNames()) server->metrics_->AddModel(model);
 
   server->hub_ = std::make_unique<runtime::EventHub>();
   server->history_ = std::make_unique<runtime::HistoryCache>(cfg.history_cache_sessions);
@@ -154,6 +169,7 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   deps.history = server->history_.get();
   deps.default_max_steps = cfg.default_max_steps_per_turn;
   deps.limits = server->limits_.get();
+  deps.metrics = server->metrics_.get();
   deps.context_window = [r = server->router_.get()](const std::string& model) {
     return r->ContextWindow(model);
   };
@@ -161,6 +177,13 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
+  RegisterRuntimeMetrics(server->metrics_.get(), server->sessions_.get(), server->history_.get(),
+                         server->router_.get());
+  if (!cfg.metrics_listen.empty()) {
+    auto metrics_http = StartMetricsServer(cfg.metrics_listen, &server->metrics_->registry());
+    if (!metrics_http.ok()) return metrics_http.status();
+    server->metrics_http_ = *std::move(metrics_http);
+  }
 
   auth::Authenticator* authn = server->authenticator_.get();
   server->agent_service_ = std::make_unique<rpc::AgentServiceImpl>(server->agents_.get(), authn);
@@ -170,11 +193,14 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->memory_service_ = std::make_unique<rpc::MemoryServiceImpl>(server->memory_.get(), authn);
   server->project_service_ =
       std::make_unique<rpc::ProjectServiceImpl>(server->projects_.get(), authn);
+  server->admin_service_ = std::make_unique<rpc::AdminServiceImpl>(
+      server->store_.get(), authn, server->audit_.get(), cfg.backup_dir);
 
   grpc::EnableDefaultHealthCheckService(true);
   server->reflection_service_ = std::make_unique<rpc::ReflectionService>(
       std::vector<std::string>{"agentd.v1.AgentService", "agentd.v1.SessionService",
                                "agentd.v1.MemoryService", "agentd.v1.ProjectService",
+                               "agentd.v1.AdminService",
                                "grpc.health.v1.Health"},
       authn);
   grpc::ServerBuilder builder;
@@ -185,6 +211,7 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   builder.RegisterService(server->session_service_.get());
   builder.RegisterService(server->memory_service_.get());
   builder.RegisterService(server->project_service_.get());
+  builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->reflection_service_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
@@ -195,6 +222,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->StartSweeper(absl::Hours(24) * cfg.audit_retention_days);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
+  if (server->metrics_http_) {
+    spdlog::info("metrics on http://{}/metrics", server->metrics_http_->address());
+  }
   return server;
 }
 
@@ -222,6 +252,10 @@ void AgentdServer::StartSweeper(absl::Duration audit_retention) {
   });
 }
 
+std::string AgentdServer::metrics_address() const {
+  return metrics_http_ ? metrics_http_->address() : "";
+}
+
 std::string AgentdServer::address() const {
   const std::string& listen = options_.config.listen;
   const size_t colon = listen.rfind(':');
@@ -245,6 +279,8 @@ void AgentdServer::Shutdown(absl::Duration grace) {
   // Remaining streams (watchers) are cancelled after a short deadline.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc_server_->Wait();
+  // Metrics stay scrapeable during the drain; they stop with the gRPC server.
+  if (metrics_http_) metrics_http_->Shutdown();
   absl::MutexLock lock(&shutdown_->mu);
   shutdown_->done = true;
   spdlog::info("agentd stopped");

@@ -22,6 +22,12 @@ class ModelRouter;
 namespace agentd::store {
 class ContextStore;
 }
+namespace agentd::http {
+class HttpServer;
+}
+namespace agentd::metrics {
+class AgentdMetrics;
+}
 namespace agentd::auth {
 class AuditLog;
 class Authenticator;
@@ -40,6 +46,7 @@ namespace agentd::rpc {
 class AgentServiceImpl;
 class MemoryServiceImpl;
 class ProjectServiceImpl;
+class AdminServiceImpl;
 class ReflectionService;
 class SessionServiceImpl;
 }  // namespace agentd::rpc
@@ -66,6 +73,9 @@ class AgentdServer {
   /// The port actually bound (useful with port 0).
   int port() const { return port_; }
   std::string address() const;
+  /// HOST:PORT of the metrics endpoint actually bound (port resolved when 0 was configured);
+  /// empty when metrics_listen is off.
+  std::string metrics_address() const;
 
   /// Graceful stop: health NOT_SERVING, new turns refused, running turns get up to `grace`,
   /// then the gRPC server shuts down and the store closes. Idempotent; thread-safe.
@@ -81,6 +91,8 @@ class AgentdServer {
 
   ServerOptions options_;
   int port_ = 0;
+  // Before everything that reports to it (router, turns), so it outlives them.
+  std::unique_ptr<metrics::AgentdMetrics> metrics_;
   std::unique_ptr<store::ContextStore> store_;
   std::unique_ptr<auth::AuditLog> audit_;
   std::unique_ptr<auth::Authenticator> authenticator_;
@@ -98,15 +110,19 @@ class AgentdServer {
   std::unique_ptr<rpc::SessionServiceImpl> session_service_;
   std::unique_ptr<rpc::MemoryServiceImpl> memory_service_;
   std::unique_ptr<rpc::ProjectServiceImpl> project_service_;
+  std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
   std::unique_ptr<rpc::ReflectionService> reflection_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   struct ShutdownState;
   std::unique_ptr<ShutdownState> shutdown_;
+  // Last: stopped first, while the components its scrape callbacks read still exist.
+  std::unique_ptr<http::HttpServer> metrics_http_;
 };
 
 /// Builds the router from the config's backends and models.
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
     const Config& config,
-    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends);
+    const std::map<std::string, std::shared_ptr<backend::InferenceBackend>>& extra_backends,
+    metrics::AgentdMetrics* metrics = nullptr);
 
 }  // namespace agentd::server

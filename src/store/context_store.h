@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agentd/storage/records.pb.h"
+#include "agentd/v1/admin.pb.h"
 #include "agentd/v1/agent.pb.h"
 #include "agentd/v1/common.pb.h"
 #include "agentd/v1/memory.pb.h"
@@ -278,6 +279,27 @@ class ContextStore {
       v1::SessionStatus status,
       const std::function<absl::Status(const std::string& project_id,
                                        const storage::SessionRecord& record)>& fn) = 0;
+
+  // Backups (operator). A store that has its own tools for this (PostgreSQL: pg_basebackup,
+  // pg_dump) answers UNIMPLEMENTED, naming them. `backup_dir` is an absolute path on this machine.
+  /// A consistent online backup of everything, taken while writes go on; then keeps only the
+  /// newest `keep_last` backups (0 = all).
+  [[nodiscard]] virtual absl::StatusOr<v1::BackupInfo> CreateBackup(const std::string& backup_dir,
+                                                                   int32_t keep_last) {
+    return absl::UnimplementedError("this store does not take backups");
+  }
+  /// Oldest first; NOT_FOUND when `backup_dir` holds no backups.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::BackupInfo>> ListBackups(
+      const std::string& backup_dir) {
+    return absl::UnimplementedError("this store does not take backups");
+  }
+  /// Verifies backup `backup_id` (0 = newest) and restores it into `target_dir`, which must be
+  /// missing or empty and is never this store's own directory. Needs no open store to succeed
+  /// on the target; the live store is untouched.
+  [[nodiscard]] virtual absl::StatusOr<v1::BackupInfo> RestoreBackup(
+      const std::string& backup_dir, uint32_t backup_id, const std::string& target_dir) {
+    return absl::UnimplementedError("this store does not restore backups");
+  }
 };
 
 }  // namespace agentd::store

@@ -195,6 +195,17 @@ class RocksDbStore final : public ContextStore {
       const std::function<absl::Status(const std::string& project_id,
                                        const storage::SessionRecord& record)>& fn) override;
 
+  // Backups (rocksdb_backup.cc): RocksDB BackupEngine, WAL included (flush_before_backup =
+  // false), so a backup holds every acknowledged write up to the moment it was taken. Backups
+  // of one backup_dir are serialized in this process.
+  [[nodiscard]] absl::StatusOr<v1::BackupInfo> CreateBackup(const std::string& backup_dir,
+                                                           int32_t keep_last) override;
+  [[nodiscard]] absl::StatusOr<std::vector<v1::BackupInfo>> ListBackups(
+      const std::string& backup_dir) override;
+  [[nodiscard]] absl::StatusOr<v1::BackupInfo> RestoreBackup(const std::string& backup_dir,
+                                                            uint32_t backup_id,
+                                                            const std::string& target_dir) override;
+
  private:
   static constexpr size_t kLockStripes = 64;
 
@@ -256,6 +267,7 @@ class RocksDbStore final : public ContextStore {
 
   const RocksDbStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
+  absl::Mutex backup_mu_;  // one backup or restore at a time
   /// Indexed by schema::ColumnFamily; then any families a newer format added. Owned: destroyed
   /// before db_ is closed.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

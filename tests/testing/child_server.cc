@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,18 +44,6 @@ class ChildEnv {
 };
 
 }  // namespace
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 ChildServer::ChildServer(std::string data_dir, int port, std::vector<std::string> extra_args)
     : data_dir_(std::move(data_dir)), port_(port), extra_args_(std::move(extra_args)) {}
@@ -120,6 +106,22 @@ int ChildServer::SignalAndWait(int sig, int timeout_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
+}
+
+TempDir* ChildServerSuite::dir_ = nullptr;
+ChildServer* ChildServerSuite::server_ = nullptr;
+
+void ChildServerSuite::SetUpTestSuite() {
+  dir_ = new TempDir();
+  server_ = new ChildServer(dir_->Sub("data"), FreePort());
+  ASSERT_TRUE(server_->Start());
+}
+
+void ChildServerSuite::TearDownTestSuite() {
+  delete server_;
+  delete dir_;
+  server_ = nullptr;
+  dir_ = nullptr;
 }
 
 int RunAgentd(const std::vector<std::string>& args, std::string* stderr_text, int timeout_ms) {

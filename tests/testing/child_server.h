@@ -4,6 +4,7 @@
 #pragma once
 
 #include <grpcpp/channel.h>
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -11,11 +12,10 @@
 #include <vector>
 
 #include "testing/auth_channel.h"
+#include "testing/free_port.h"
+#include "testing/temp_dir.h"
 
 namespace agentd::testing {
-
-/// A free loopback TCP port (bound and released; a tiny race is accepted in tests).
-int FreePort();
 
 class ChildServer {
  public:
@@ -41,6 +41,17 @@ class ChildServer {
   std::vector<std::string> extra_args_;
   const std::string admin_key_ = kTestAdminKey;
   pid_t pid_ = -1;
+};
+
+/// Base of a test suite sharing one ChildServer: started on a free port (its data in the suite's
+/// TempDir) before the suite's first test, killed after its last.
+class ChildServerSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+
+  static TempDir* dir_;  // the suite's scratch dir; the server's data is under "data"
+  static ChildServer* server_;
 };
 
 /// Runs agentd with `args` (and AGENTD_BOOTSTRAP_KEY = kTestAdminKey) to completion, for

@@ -1,0 +1,324 @@
+#!/usr/bin/env node
+// Validates rendered agentd Kubernetes manifests offline:
+//   1. every object against the Kubernetes JSON schemas (npm kubernetes-models), and
+//   2. the agentd rules below (what a schema cannot know: probes, drain time, secrets, ...).
+//
+//   node validate-manifests.js --label NAME [--allow-dev-secrets] [--write-config FILE] RENDERED.yaml
+//
+// The npm packages are looked up in $AGENTD_K8S_VALIDATE_DIR/node_modules (installed there by
+// install-validator.sh). --allow-dev-secrets accepts Secret objects whose every value contains
+// "not-a-secret" (the dev overlay's generated, deliberately fake bootstrap key); without it a
+// rendered Secret is an error: real Secrets are created by the operator, never committed.
+// --write-config writes the agentd.yaml held by the ConfigMap to FILE (the test starts agentd
+// with it). Exit 0 when everything passes, 1 when anything fails, 2 on a usage error.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const { createRequire } = require('module');
+
+function usage(message) {
+  console.error(`validate-manifests: ${message}`);
+  console.error('usage: node validate-manifests.js --label NAME [--allow-dev-secrets] ' +
+                '[--write-config FILE] RENDERED.yaml');
+  process.exit(2);
+}
+
+const args = { label: '', allowDevSecrets: false, writeConfig: '', file: '' };
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--label') args.label = process.argv[++i] || usage('--label needs a value');
+  else if (a === '--allow-dev-secrets') args.allowDevSecrets = true;
+  else if (a === '--write-config') args.writeConfig = process.argv[++i] || usage('--write-config needs a value');
+  else if (a.startsWith('-')) usage(`unknown option ${a}`);
+  else if (!args.file) args.file = a;
+  else usage(`unexpected argument ${a}`);
+}
+if (!args.file) usage('no rendered manifest file given');
+if (!args.label) args.label = path.basename(args.file);
+
+const modulesDir = process.env.AGENTD_K8S_VALIDATE_DIR;
+if (!modulesDir) usage('AGENTD_K8S_VALIDATE_DIR is not set (run install-validator.sh)');
+const requireDep = createRequire(path.join(path.resolve(modulesDir), 'package.json'));
+let yaml;
+try {
+  yaml = requireDep('js-yaml');
+  requireDep('kubernetes-models/v1');
+} catch (err) {
+  console.error(`validate-manifests: npm packages missing in ${modulesDir}: ${err.message.split('\n')[0]}`);
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+let passed = 0;
+let failed = 0;
+function ok(what) { passed++; console.log(`ok   - [${args.label}] ${what}`); }
+function fail(what) { failed++; console.log(`FAIL - [${args.label}] ${what}`); }
+function check(cond, what, why) { if (cond) ok(what); else fail(why ? `${what}: ${why}` : what); return cond; }
+
+// ---------------------------------------------------------------------------------------------
+// 1. Schemas.
+let docs;
+try {
+  docs = yaml.loadAll(fs.readFileSync(args.file, 'utf8')).filter((d) => d != null);
+} catch (err) {
+  fail(`YAML does not parse: ${err.message.split('\n')[0]}`);
+  finish();
+}
+check(docs.length > 0, 'the rendering has objects');
+
+function modelClass(apiVersion, kind) {
+  if (typeof apiVersion !== 'string' || typeof kind !== 'string') return null;
+  try {
+    const mod = requireDep(`kubernetes-models/${apiVersion}`);
+    return typeof mod[kind] === 'function' ? mod[kind] : null;
+  } catch (err) {
+    return null;
+  }
+}
+
+const name = (o) => `${o && o.kind}/${o && o.metadata && o.metadata.name}`;
+for (const doc of docs) {
+  const Model = modelClass(doc.apiVersion, doc.kind);
+  if (!Model) {
+    fail(`schema: ${name(doc)}: no Kubernetes schema for apiVersion ${doc.apiVersion} kind ${doc.kind}`);
+    continue;
+  }
+  try {
+    new Model(doc).validate();
+    ok(`schema: ${name(doc)} (${doc.apiVersion})`);
+  } catch (err) {
+    fail(`schema: ${name(doc)}: ${err.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. agentd rules.
+const of = (kind) => docs.filter((d) => d.kind === kind);
+const CONFIG_PATH = '/etc/agentd/agentd.yaml';
+const SECRET_NAME = /(^|[_-])(api[_-]?key|secret|password|passwd|token|private[_-]?key|credentials?)$/i;
+const SECRET_VALUE = [
+  [/agd_k[0-9a-f]{16}_[0-9a-f]{64}/, 'an agentd API key'],
+  [/\bsk-[A-Za-z0-9_-]{16,}/, 'an OpenAI-style API key'],
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a PEM private key'],
+  [/^\s*Bearer\s+\S+/i, 'a bearer token'],
+];
+
+// Every secret-looking key name or value under `node` (a parsed agentd.yaml or a data map).
+function findSecrets(node, where, out) {
+  if (Array.isArray(node)) {
+    node.forEach((v, i) => findSecrets(v, `${where}[${i}]`, out));
+  } else if (node && typeof node === 'object') {
+    for (const [k, v] of Object.entries(node)) {
+      const at = where ? `${where}.${k}` : k;
+      if (SECRET_NAME.test(k) && v !== '' && v != null) out.push(`${at} is named like a secret`);
+      // Backend headers that carry credentials must come from the environment ("env:NAME").
+      if (/(^|\.)headers$/.test(where) && /auth|token|key|secret/i.test(k) &&
+          !(typeof v === 'string' && v.startsWith('env:'))) {
+        out.push(`${at} holds a credential header literally (use "env:NAME")`);
+      }
+      findSecrets(v, at, out);
+    }
+  } else if (typeof node === 'string') {
+    for (const [re, what] of SECRET_VALUE) if (re.test(node)) out.push(`${where} contains ${what}`);
+  }
+}
+
+// ConfigMaps: the one holding agentd.yaml, and no secrets in any of them.
+let config = null;
+let configMapName = '';
+for (const cm of of('ConfigMap')) {
+  const data = cm.data || {};
+  const found = [];
+  for (const [key, value] of Object.entries(data)) {
+    if (key === 'agentd.yaml') {
+      try {
+        config = yaml.load(value) || {};
+        configMapName = cm.metadata.name;
+        findSecrets(config, '', found);
+      } catch (err) {
+        found.push(`agentd.yaml does not parse: ${err.message.split('\n')[0]}`);
+      }
+    } else {
+      findSecrets({ [key]: value }, '', found);
+    }
+  }
+  check(found.length === 0, `ConfigMap ${cm.metadata.name} holds no secrets`, found.join('; '));
+}
+check(config !== null, 'a ConfigMap holds agentd.yaml');
+config = config || {};
+if (args.writeConfig && configMapName) fs.writeFileSync(args.writeConfig, yaml.dump(config));
+
+// Secrets: none committed, except the dev overlay's deliberately fake ones.
+for (const s of of('Secret')) {
+  if (!args.allowDevSecrets) {
+    fail(`Secret ${s.metadata.name} is defined in the manifests: create Secrets in the cluster instead`);
+    continue;
+  }
+  const values = Object.values(s.data || {}).map((v) => Buffer.from(String(v), 'base64').toString())
+    .concat(Object.values(s.stringData || {}).map(String));
+  check(values.length > 0 && values.every((v) => v.includes('not-a-secret')),
+        `Secret ${s.metadata.name} is an obviously fake dev secret`,
+        'every value must contain "not-a-secret"');
+}
+
+const sets = of('StatefulSet');
+if (!check(sets.length === 1, 'exactly one StatefulSet', `found ${sets.length}`)) finish();
+const sts = sets[0];
+const spec = sts.spec || {};
+const podSpec = (spec.template && spec.template.spec) || {};
+const podLabels = (spec.template && spec.template.metadata && spec.template.metadata.labels) || {};
+const containers = podSpec.containers || [];
+const ctr = containers.find((c) => c.name === 'agentd');
+if (!check(!!ctr, 'the StatefulSet has a container named agentd')) finish();
+
+const drainMs = config.drain_grace_ms === undefined ? 20000 : Number(config.drain_grace_ms);
+const drainS = drainMs / 1000;
+const tlsOn = !!(config.tls && config.tls.cert_file);
+const listen = String(config.listen || '127.0.0.1:7700');
+const grpcPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
+const dataDir = config.data_dir || './data';
+const mounts = ctr.volumeMounts || [];
+const volumes = podSpec.volumes || [];
+const volumeNamed = (n) => volumes.find((v) => v.name === n);
+
+// Plaintext rule of agentd itself (CheckPlaintextAllowed): otherwise the pod crash-loops.
+const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+const loopback = /^(127\.|::1$|localhost$)/.test(host) || listen.startsWith('unix:');
+check(loopback || tlsOn || config.allow_plaintext === true,
+      `agentd.yaml: plaintext on ${listen} is allowed (tls.* or allow_plaintext)`,
+      'agentd refuses to start: set tls.cert_file/key_file or allow_plaintext: true');
+
+// Data: one PVC per pod via volumeClaimTemplates, mounted at data_dir.
+const dataMount = mounts.find((m) => m.mountPath === dataDir);
+const pvc = dataMount && (spec.volumeClaimTemplates || []).find((t) => t.metadata && t.metadata.name === dataMount.name);
+check(!!pvc, `data_dir ${dataDir} is a volumeClaimTemplate (one PVC per pod)`,
+      'mount data_dir from spec.volumeClaimTemplates');
+if (pvc) {
+  const pvcSpec = pvc.spec || {};
+  check((pvcSpec.accessModes || []).includes('ReadWriteOnce') &&
+        !!(pvcSpec.resources && pvcSpec.resources.requests && pvcSpec.resources.requests.storage),
+        'the PVC template is ReadWriteOnce with a storage request');
+}
+
+// Config: mounted from the ConfigMap at the fixed path and passed to agentd.
+const cfgMount = mounts.find((m) => m.mountPath === CONFIG_PATH);
+const cfgVolume = cfgMount && volumeNamed(cfgMount.name);
+check(!!(cfgVolume && cfgVolume.configMap && cfgVolume.configMap.name === configMapName),
+      `${CONFIG_PATH} is mounted from the ConfigMap holding agentd.yaml`);
+const argv = (ctr.command || []).concat(ctr.args || []);
+const ci = argv.indexOf('--config');
+check(ci >= 0 && argv[ci + 1] === CONFIG_PATH, `agentd is started with --config ${CONFIG_PATH}`);
+
+// Ports and probes.
+const grpcCtrPort = (ctr.ports || []).find((p) => p.name === 'grpc');
+check(!!grpcCtrPort && grpcCtrPort.containerPort === grpcPort,
+      `containerPort grpc matches listen (${grpcPort})`);
+for (const kind of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+  const probe = ctr[kind];
+  if (!probe) {
+    if (kind !== 'startupProbe') fail(`${kind} is missing`);
+    continue;
+  }
+  if (tlsOn) {
+    // The kubelet's gRPC probe has no TLS: on a TLS port it could never succeed.
+    check(!probe.grpc && probe.tcpSocket && [grpcPort, 'grpc'].includes(probe.tcpSocket.port),
+          `${kind} works with TLS on the gRPC port (tcpSocket ${grpcPort})`,
+          probe.grpc ? 'a grpc probe cannot speak TLS: it would never pass' : 'use tcpSocket on the gRPC port');
+  } else {
+    check(!!probe.grpc && probe.grpc.port === grpcPort && !probe.grpc.service,
+          `${kind} is a native gRPC probe on port ${grpcPort}`,
+          `got ${JSON.stringify(probe)}`);
+  }
+}
+
+// Drain: SIGKILL must not come before agentd has drained; liveness must not kill a draining pod.
+// After drain_grace_ms agentd gives cancelled turns up to 5 s to record their end and open
+// streams 1 s (SessionManager::Drain, AgentdServer::Shutdown): the grace period covers both.
+const SHUTDOWN_TAIL_S = 6;
+const tgps = podSpec.terminationGracePeriodSeconds;
+check(typeof tgps === 'number' && tgps >= drainS + SHUTDOWN_TAIL_S,
+      `terminationGracePeriodSeconds (${tgps}) >= drain_grace_ms/1000 + ${SHUTDOWN_TAIL_S} (${drainS + SHUTDOWN_TAIL_S})`);
+const live = ctr.livenessProbe || {};
+const liveWindow = (live.periodSeconds || 10) * (live.failureThreshold || 3);
+check(liveWindow >= drainS + SHUTDOWN_TAIL_S,
+      `liveness failure window (${liveWindow}s) >= shutdown time (${drainS + SHUTDOWN_TAIL_S}s)`);
+
+// Security context: the container's settings, falling back to the pod's where Kubernetes does.
+const psc = podSpec.securityContext || {};
+for (const c of containers.concat(podSpec.initContainers || [])) {
+  const sc = c.securityContext || {};
+  const eff = (k) => (sc[k] !== undefined ? sc[k] : psc[k]);
+  const caps = sc.capabilities || {};
+  const seccomp = eff('seccompProfile') || {};
+  const problems = [];
+  if (eff('runAsNonRoot') !== true) problems.push('runAsNonRoot is not true');
+  if (eff('runAsUser') === 0) problems.push('runAsUser is 0');
+  if (sc.readOnlyRootFilesystem !== true) problems.push('readOnlyRootFilesystem is not true');
+  if (sc.allowPrivilegeEscalation !== false) problems.push('allowPrivilegeEscalation is not false');
+  if (sc.privileged === true) problems.push('privileged');
+  if (!(caps.drop || []).includes('ALL')) problems.push('capabilities.drop lacks ALL');
+  if ((caps.add || []).length) problems.push(`capabilities.add ${caps.add.join(',')}`);
+  if (seccomp.type !== 'RuntimeDefault') problems.push('seccompProfile is not RuntimeDefault');
+  check(problems.length === 0, `container ${c.name}: restrictive securityContext`, problems.join('; '));
+
+  const r = c.resources || {};
+  const missing = ['requests', 'limits'].flatMap((k) => ['cpu', 'memory']
+    .filter((res) => !(r[k] && r[k][res] !== undefined)).map((res) => `${k}.${res}`));
+  check(missing.length === 0, `container ${c.name}: resource requests and limits`, `missing ${missing.join(', ')}`);
+
+  // Credentials only through Secrets.
+  const literal = (c.env || []).filter((e) => e.value !== undefined && /KEY|SECRET|TOKEN|PASSWORD/i.test(e.name));
+  check(literal.length === 0, `container ${c.name}: no credential in a literal env value`,
+        literal.map((e) => e.name).join(', '));
+}
+const envByName = Object.fromEntries((ctr.env || []).map((e) => [e.name, e]));
+const boot = envByName.AGENTD_BOOTSTRAP_KEY;
+check(!!(boot && boot.valueFrom && boot.valueFrom.secretKeyRef),
+      'AGENTD_BOOTSTRAP_KEY comes from a Secret (secretKeyRef)');
+const envFromSecret = (ctr.envFrom || []).some((e) => e.secretRef);
+for (const b of config.backends || []) {
+  if (!b.api_key_env) continue;
+  const e = envByName[b.api_key_env];
+  check((e && e.valueFrom && e.valueFrom.secretKeyRef) || (!e && envFromSecret),
+        `backend ${b.name}: ${b.api_key_env} comes from a Secret`);
+}
+
+// TLS material: every tls.* file lies under a read-only mount of a Secret volume.
+if (tlsOn) {
+  for (const key of ['cert_file', 'key_file', 'client_ca_file']) {
+    const file = config.tls[key];
+    if (!file) continue;
+    const m = mounts.find((mt) => file.startsWith(mt.mountPath.replace(/\/?$/, '/')));
+    const v = m && volumeNamed(m.name);
+    check(!!(v && v.secret && m.readOnly), `tls.${key} ${file} is mounted read-only from a Secret`);
+  }
+}
+
+// Services, PodDisruptionBudget, NetworkPolicy select the pods.
+const selects = (sel) => !!sel && Object.keys(sel).length > 0 &&
+  Object.entries(sel).every(([k, v]) => podLabels[k] === v);
+const services = of('Service');
+const headless = services.find((s) => s.metadata.name === spec.serviceName);
+check(!!headless && headless.spec.clusterIP === 'None' && selects(headless.spec.selector),
+      `headless Service ${spec.serviceName} (spec.serviceName) selects the pods`);
+const client = services.find((s) => s.spec.clusterIP !== 'None' && selects(s.spec.selector));
+check(!!client && (client.spec.ports || []).some((p) => [grpcPort, 'grpc'].includes(p.targetPort)),
+      'a client Service selects the pods and targets the gRPC port');
+const pdb = of('PodDisruptionBudget').find((p) => selects((p.spec.selector || {}).matchLabels));
+check(!!pdb && (pdb.spec.maxUnavailable !== undefined || pdb.spec.minAvailable !== undefined),
+      'a PodDisruptionBudget covers the pods');
+const np = of('NetworkPolicy').find((p) => selects((p.spec.podSelector || {}).matchLabels));
+const grpcIngress = np && (np.spec.ingress || []).filter((r) =>
+  (r.ports || []).some((p) => [grpcPort, 'grpc'].includes(p.port)));
+check(!!np && (np.spec.policyTypes || []).includes('Ingress') && grpcIngress.length > 0 &&
+      grpcIngress.every((r) => (r.from || []).length > 0),
+      'a NetworkPolicy limits who reaches the gRPC port');
+
+finish();
+
+function finish() {
+  console.log(`validate-manifests [${args.label}]: ${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
