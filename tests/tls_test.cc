@@ -7,6 +7,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -160,6 +162,41 @@ TEST_F(TlsTest, PlaintextAndUntrustingClientsCannotConnect) {
   EXPECT_FALSE(Health(h.NewChannel(grpc::InsecureChannelCredentials())).ok());
   EXPECT_FALSE(ListAgents(h.NewChannel(grpc::InsecureChannelCredentials())).ok());
   EXPECT_FALSE(Health(h.NewChannel(Client("other-ca"))).ok());
+}
+
+TEST_F(TlsTest, HealthListenServesPlaintextHealthOnlyForProbes) {
+  testing::ServerHarness h([](server::Config* c) {
+    WithTls()(c);
+    c->health_listen = "127.0.0.1:0";
+  });
+  const std::string health_address = h.server().health_address();
+  ASSERT_FALSE(health_address.empty());
+  ASSERT_NE(health_address, h.address());
+  // Plaintext, no key: what a kubelet gRPC probe does.
+  auto probe = grpc::CreateChannel(health_address, grpc::InsecureChannelCredentials());
+  grpc::Status st = Health(probe);
+  EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+  // Nothing else is served there, whatever key is sent.
+  EXPECT_EQ(ListAgents(testing::AuthChannel(health_address, grpc::InsecureChannelCredentials(),
+                                            h.admin_key()))
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  // The API port still needs TLS.
+  EXPECT_FALSE(Health(h.NewChannel(grpc::InsecureChannelCredentials())).ok());
+  // Draining flips the probe to NOT_SERVING, then the listener closes.
+  std::thread stopper([&] { h.server().Shutdown(absl::Seconds(1)); });
+  bool saw_not_serving = false;
+  for (int i = 0; i < 200 && !saw_not_serving; ++i) {
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status check =
+        grpc::health::v1::Health::NewStub(probe)->Check(testing::Ctx(1).get(), {}, &resp);
+    saw_not_serving = !check.ok() ||
+                      resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+    if (!saw_not_serving) absl::SleepFor(absl::Milliseconds(5));
+  }
+  stopper.join();
+  EXPECT_TRUE(saw_not_serving);
+  EXPECT_FALSE(Health(probe).ok());
 }
 
 TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheClientCa) {

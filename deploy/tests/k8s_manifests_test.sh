@@ -163,7 +163,7 @@ expect_failure broken-rules \
   "FAIL - [broken-rules] a PodDisruptionBudget covers the pods" \
   "FAIL - [broken-rules] a NetworkPolicy limits who reaches the gRPC port"
 expect_failure broken-tls-probe \
-  "FAIL - [broken-tls-probe] livenessProbe works with TLS on the gRPC port (tcpSocket 7700): a grpc probe cannot speak TLS" \
+  "FAIL - [broken-tls-probe] livenessProbe is a native gRPC probe on health_listen (0), not the TLS port: a grpc probe cannot speak TLS" \
   "FAIL - [broken-tls-probe] tls.cert_file /etc/agentd/tls/tls.crt is mounted read-only from a Secret"
 
 finish

@@ -178,6 +178,8 @@ const drainS = drainMs / 1000;
 const tlsOn = !!(config.tls && config.tls.cert_file);
 const listen = String(config.listen || '127.0.0.1:7700');
 const grpcPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
+const healthListen = config.health_listen ? String(config.health_listen) : '';
+const healthPort = healthListen ? Number(healthListen.slice(healthListen.lastIndexOf(':') + 1)) : 0;
 const dataDir = config.data_dir || './data';
 const mounts = ctr.volumeMounts || [];
 const volumes = podSpec.volumes || [];
@@ -222,10 +224,12 @@ for (const kind of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
     continue;
   }
   if (tlsOn) {
-    // The kubelet's gRPC probe has no TLS: on a TLS port it could never succeed.
-    check(!probe.grpc && probe.tcpSocket && [grpcPort, 'grpc'].includes(probe.tcpSocket.port),
-          `${kind} works with TLS on the gRPC port (tcpSocket ${grpcPort})`,
-          probe.grpc ? 'a grpc probe cannot speak TLS: it would never pass' : 'use tcpSocket on the gRPC port');
+    // The kubelet's gRPC probe has no TLS: on a TLS port it could never succeed. agentd's
+    // health_listen serves grpc.health.v1 alone, in plaintext, for exactly this.
+    check(healthPort > 0 && !!probe.grpc && probe.grpc.port === healthPort && !probe.grpc.service,
+          `${kind} is a native gRPC probe on health_listen (${healthPort}), not the TLS port`,
+          healthPort > 0 ? `got ${JSON.stringify(probe)}`
+                         : 'a grpc probe cannot speak TLS: set health_listen and probe that port');
   } else {
     check(!!probe.grpc && probe.grpc.port === grpcPort && !probe.grpc.service,
           `${kind} is a native gRPC probe on port ${grpcPort}`,

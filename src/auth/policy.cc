@@ -54,6 +54,17 @@ constexpr MethodAccess kPolicy[] = {
     {"GetUsage", Access::kRead},
     {"SetLimits", Access::kProjectAdmin},
     {"ListAuditEvents", Access::kProjectAdmin},
+    // OpenAI-compatible HTTP door (src/openai): operations named like RPCs, same roles.
+    {"CreateResponse", Access::kWrite},
+    {"GetResponse", Access::kRead},
+    {"DeleteResponse", Access::kWrite},
+    {"CancelResponse", Access::kWrite},
+    {"CreateConversation", Access::kWrite},
+    {"GetConversation", Access::kRead},
+    {"ListConversationItems", Access::kRead},
+    {"DeleteConversation", Access::kWrite},
+    {"CreateChatCompletion", Access::kWrite},
+    {"ListModels", Access::kRead},
     // grpc.reflection.v1alpha.ServerReflection
     {"ServerReflectionInfo", Access::kRead},
 };
@@ -61,7 +72,7 @@ constexpr MethodAccess kPolicy[] = {
 }  // namespace
 
 bool AccessFor(absl::string_view method, Access* access) {
-  // ~40 short strings: a linear scan costs less than hashing the name would.
+  // ~50 short strings: a linear scan costs less than hashing the name would.
   for (const MethodAccess& entry : kPolicy) {
     if (entry.method == method) {
       *access = entry.access;

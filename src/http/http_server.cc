@@ -12,6 +12,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "absl/strings/ascii.h"
@@ -33,6 +34,8 @@ struct Exchange::Loop {
   // while it is in here: libevent frees answered requests itself, and frees attached pending
   // ones when the server shuts down.
   std::unordered_set<evhttp_request*> pending;
+  // Connections whose exchange asked to hear of a disconnect (OnClientGone), loop thread only.
+  std::unordered_map<evhttp_connection*, std::weak_ptr<Exchange>> close_hooks;
 
   absl::Mutex mu;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
@@ -40,6 +43,32 @@ struct Exchange::Loop {
   bool stopped ABSL_GUARDED_BY(mu) = false;
 
   bool OnLoopThread() const { return std::this_thread::get_id() == thread_id.load(); }
+
+  /// evhttp close callback of a hooked connection: tells its exchange the client is gone.
+  static void OnConnectionClosed(evhttp_connection* conn, void* arg) {
+    auto* loop = static_cast<Loop*>(arg);
+    auto it = loop->close_hooks.find(conn);
+    if (it == loop->close_hooks.end()) return;
+    std::shared_ptr<Exchange> ex = it->second.lock();
+    loop->close_hooks.erase(it);
+    if (ex == nullptr) return;
+    std::function<void()> fn;
+    {
+      absl::MutexLock lock(&ex->mu_);
+      if (ex->finished_) return;
+      ex->closed_ = true;
+      fn.swap(ex->on_gone_);
+    }
+    if (fn) fn();
+  }
+
+  /// Drops the close hook of `req`'s connection (the exchange is finishing).
+  void Unhook(evhttp_request* req) {
+    evhttp_connection* conn = evhttp_request_get_connection(req);
+    if (conn != nullptr && close_hooks.erase(conn) > 0) {
+      evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    }
+  }
 
   /// Queues `fn` for the loop thread; false once stopping.
   bool Post(std::function<void()> fn) {
@@ -129,6 +158,7 @@ Exchange::~Exchange() {
   evhttp_request* req = req_;
   auto finish = [loop = loop.get(), req, answered] {
     if (loop->pending.erase(req) == 0) return;
+    loop->Unhook(req);
     if (!Attached(req)) {
       evhttp_request_free(req);  // detached: ours to free
     } else if (answered) {
@@ -165,6 +195,31 @@ void Exchange::OnLoop(std::function<void(Loop*)> fn) {
   loop->Post([self, fn = std::move(fn), raw = loop.get()] { fn(raw); });
 }
 
+void Exchange::OnClientGone(std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    on_gone_ = std::move(fn);
+  }
+  OnLoop([this](Loop* loop) {
+    if (loop->pending.count(req_) == 0) return;
+    evhttp_connection* conn = evhttp_request_get_connection(req_);
+    if (conn == nullptr) {  // already gone
+      std::function<void()> gone;
+      {
+        absl::MutexLock lock(&mu_);
+        if (finished_) return;
+        closed_ = true;
+        gone.swap(on_gone_);
+      }
+      if (gone) gone();
+      return;
+    }
+    loop->close_hooks[conn] = weak_from_this();
+    evhttp_connection_set_closecb(conn, &Loop::OnConnectionClosed, loop);
+  });
+}
+
 void Exchange::Respond(int status, const std::string& content_type, std::string body,
                        Headers extra) {
   {
@@ -175,6 +230,7 @@ void Exchange::Respond(int status, const std::string& content_type, std::string 
   OnLoop([this, status, content_type, body = std::move(body),
           extra = std::move(extra)](Loop* loop) {
     if (loop->pending.erase(req_) == 0) return;
+    loop->Unhook(req_);
     if (!Attached(req_)) {
       evhttp_request_free(req_);
       absl::MutexLock lock(&mu_);
@@ -238,6 +294,7 @@ void Exchange::End() {
   }
   OnLoop([this](Loop* loop) {
     if (loop->pending.erase(req_) == 0) return;
+    loop->Unhook(req_);
     if (!Attached(req_)) {
       evhttp_request_free(req_);
       absl::MutexLock lock(&mu_);

@@ -49,8 +49,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void StartStream(int status, const std::string& content_type, Headers extra = {});
   void Write(std::string chunk);
   void End();
-  /// True once a write found the client gone (later writes are dropped).
+  /// True once a write found the client gone (later writes are dropped), or the client
+  /// disconnected while a hook from OnClientGone was set.
   bool closed() const;
+  /// Calls `fn` once, on the loop thread (it must not block), if the client disconnects before
+  /// the exchange is finished (e.g. a stream's reader goes away between chunks). Set it once,
+  /// before finishing; it is dropped when the exchange finishes.
+  void OnClientGone(std::function<void()> fn);
 
  private:
   friend class HttpServer;
@@ -67,6 +72,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool answered_ ABSL_GUARDED_BY(mu_) = false;   // Respond or StartStream called
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Respond or End called
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_gone_ ABSL_GUARDED_BY(mu_);
 };
 
 using Handler = std::function<void(std::shared_ptr<Exchange>)>;

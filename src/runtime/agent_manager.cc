@@ -30,6 +30,13 @@ void FillBuiltinTools(v1::Agent* agent) {
 
 }  // namespace
 
+McpToolCheck AgentManager::McpCheck() const {
+  if (mcp_ == nullptr) return nullptr;
+  return [mcp = mcp_](const v1::ToolSpec& tool, const std::string& field) {
+    return mcp->CheckSpec(tool.name(), tool.parameters_json_schema(), field);
+  };
+}
+
 absl::StatusOr<v1::Agent> AgentManager::Create(const std::string& project_id, v1::Agent agent) {
   if (agent.agent_id().empty()) {
     agent.set_agent_id(NewId("agent_"));
@@ -40,7 +47,8 @@ absl::StatusOr<v1::Agent> AgentManager::Create(const std::string& project_id, v1
     return absl::InvalidArgumentError("agent.version is set by the server; leave it 0");
   }
   AGENTD_RETURN_IF_ERROR(
-      ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); }));
+      ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); },
+                        McpCheck()));
   FillBuiltinTools(&agent);
   agent.set_version(1);
   *agent.mutable_create_time() = NowProto();
@@ -72,7 +80,8 @@ absl::StatusOr<store::AgentPage> AgentManager::List(const std::string& project_i
 absl::StatusOr<v1::Agent> AgentManager::Update(const std::string& project_id, v1::Agent agent) {
   AGENTD_RETURN_IF_ERROR(ValidateId("agent.agent_id", agent.agent_id()));
   AGENTD_RETURN_IF_ERROR(
-      ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); }));
+      ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); },
+                        McpCheck()));
   FillBuiltinTools(&agent);
   // Optimistic concurrency: retry when another update moved the head in between.
   for (int attempt = 0; attempt < 16; ++attempt) {

@@ -8,13 +8,17 @@
 #include "agentd/v1/agent.pb.h"
 #include "backend/model_router.h"
 #include "store/context_store.h"
+#include "runtime/validation.h"
+#include "tools/mcp_registry.h"
 
 namespace agentd::runtime {
 
 class AgentManager {
  public:
-  AgentManager(store::ContextStore* store, const backend::ModelRouter* router)
-      : store_(store), router_(router) {}
+  /// `mcp` (may be null: no MCP servers) checks "mcp:..." BUILTIN tools; it outlives this.
+  AgentManager(store::ContextStore* store, const backend::ModelRouter* router,
+               tools::McpRegistry* mcp = nullptr)
+      : store_(store), router_(router), mcp_(mcp) {}
 
   /// Validates and stores version 1. agent_id empty: generated ("agent_" + hex).
   absl::StatusOr<v1::Agent> Create(const std::string& project_id, v1::Agent agent);
@@ -28,8 +32,11 @@ class AgentManager {
   absl::Status Delete(const std::string& project_id, const std::string& agent_id);
 
  private:
+  McpToolCheck McpCheck() const;
+
   store::ContextStore* store_;
   const backend::ModelRouter* router_;
+  tools::McpRegistry* mcp_;
 };
 
 }  // namespace agentd::runtime

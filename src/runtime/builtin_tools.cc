@@ -90,7 +90,8 @@ const BuiltinToolInfo* FindBuiltinTool(absl::string_view name) {
 absl::Status ValidateBuiltinToolSpec(const v1::ToolSpec& tool, const std::string& field) {
   if (absl::StartsWith(tool.name(), "mcp:")) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": MCP tools are not available yet (\"", tool.name(), "\")"));
+        absl::StrCat(field, ": MCP tools are not available yet on this server: it has no "
+                            "mcp_servers configured (\"", tool.name(), "\")"));
   }
   const BuiltinToolInfo* info = FindBuiltinTool(tool.name());
   if (info == nullptr) {

@@ -40,8 +40,10 @@ const std::vector<BuiltinToolInfo>& BuiltinTools();
 /// The built-in tool called `name`, or null.
 const BuiltinToolInfo* FindBuiltinTool(absl::string_view name);
 
-/// Checks a BUILTIN ToolSpec at agent create/update: a known name (names starting with "mcp:"
-/// are reserved), and a schema that is empty or agentd's own. `field` names the spec in errors.
+/// Checks a BUILTIN ToolSpec at agent create/update: a known name, and a schema that is empty or
+/// agentd's own. `field` names the spec in errors. Names starting with "mcp:" are refused here
+/// (the server has no MCP servers); with MCP servers, validation.cc checks them with
+/// McpRegistry::CheckSpec instead.
 absl::Status ValidateBuiltinToolSpec(const v1::ToolSpec& tool, const std::string& field);
 /// Fills agentd's schema, and its description when the spec has none, into a valid BUILTIN spec.
 void FillBuiltinToolSpec(v1::ToolSpec* tool);

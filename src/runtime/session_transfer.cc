@@ -196,7 +196,11 @@ absl::Status SessionImporter::AddAgent(v1::Agent agent) {
   }
   // The model need not exist here: the history is what is imported, and turns can use
   // model_override.
-  AGENTD_RETURN_IF_ERROR(ValidateAgentSpec(agent, [](const std::string&) { return true; }));
+  // MCP tools are kept as they are: turns resolve them against this server's mcp_servers.
+  AGENTD_RETURN_IF_ERROR(ValidateAgentSpec(agent, [](const std::string&) { return true; },
+                                           [](const v1::ToolSpec&, const std::string&) {
+                                             return absl::OkStatus();
+                                           }));
   agent_ = std::move(agent);
   phase_ = Phase::kEvents;
   return absl::OkStatus();

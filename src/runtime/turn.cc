@@ -2,6 +2,10 @@
 
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/ids.h"
@@ -136,7 +140,46 @@ absl::Status Turn::Prepare() {
   return absl::OkStatus();
 }
 
+void Turn::ExpandMcpTools() {
+  bool any = false;
+  for (const v1::ToolSpec& t : agent_.tools()) {
+    any |= t.kind() == v1::TOOL_KIND_BUILTIN && absl::StartsWith(t.name(), "mcp:");
+  }
+  if (!any) return;
+  absl::flat_hash_set<std::string> names;  // of the agent's other tools: they win a clash
+  for (const v1::ToolSpec& t : agent_.tools()) {
+    if (!absl::StartsWith(t.name(), "mcp:")) names.insert(t.name());
+  }
+  google::protobuf::RepeatedPtrField<v1::ToolSpec> expanded;
+  for (const v1::ToolSpec& t : agent_.tools()) {
+    if (t.kind() != v1::TOOL_KIND_BUILTIN || !absl::StartsWith(t.name(), "mcp:")) {
+      *expanded.Add() = t;
+      continue;
+    }
+    if (deps_.mcp == nullptr) {
+      spdlog::warn("agent tool {}: no MCP servers are configured; not offered", t.name());
+      continue;
+    }
+    std::string warning;
+    for (tools::McpToolBinding& b : deps_.mcp->Resolve(t.name(), deadline_, &warning)) {
+      if (names.contains(b.model_name) || !names.insert(b.model_name).second) continue;
+      v1::ToolSpec* spec = expanded.Add();
+      spec->set_name(b.model_name);
+      spec->set_kind(v1::TOOL_KIND_BUILTIN);
+      // A single tool may carry the agent's own description.
+      spec->set_description(!t.description().empty() && absl::StrContains(t.name(), "/")
+                                ? t.description()
+                                : b.description);
+      spec->set_parameters_json_schema(b.input_schema_json);
+      mcp_tools_.emplace(b.model_name, std::move(b));
+    }
+    if (!warning.empty()) spdlog::warn("agent tool {}: {}", t.name(), warning);
+  }
+  *agent_.mutable_tools() = std::move(expanded);
+}
+
 absl::Status Turn::PrepareAgent() {
+  ExpandMcpTools();
   for (const v1::ToolSpec& t : agent_.tools()) {
     tools_.emplace(t.name(), t);
     const BuiltinToolInfo* builtin =

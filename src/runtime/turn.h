@@ -41,6 +41,7 @@
 #include "runtime/history_cache.h"
 #include "runtime/json_schema.h"
 #include "store/context_store.h"
+#include "tools/mcp_registry.h"
 
 namespace agentd::metrics {
 class AgentdMetrics;
@@ -82,6 +83,8 @@ struct TurnDeps {
   /// The context window (tokens) of a configured model, 0 if unknown; null = always unknown.
   /// Used when an agent sets no ContextPolicy.max_context_tokens.
   std::function<int64_t(const std::string& model)> context_window;
+  /// The configured MCP servers (BUILTIN tools "mcp:..."); null = none.
+  tools::McpRegistry* mcp = nullptr;
 };
 
 /// Context budget when neither the agent's policy nor the model's window gives one.
@@ -128,6 +131,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   absl::Status Prepare();
   /// Tools, schemas, validation budget and context limits of agent_ (after model_ is known).
   absl::Status PrepareAgent();
+  /// Replaces agent_'s "mcp:..." BUILTIN specs by the tools they stand for (turn-local).
+  void ExpandMcpTools();
   absl::Status LoadHistory(const std::string& key, int64_t last_seq);
   v1::Event& AddEvent(v1::EventType type);
   absl::Status Commit(bool final_write, const std::string& idempotency_key,
@@ -161,6 +166,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void HandleFinalAnswer(const std::string& text);
   /// Counts one invalid model answer; false (and the turn FAILED) when the budget is spent.
   bool SpendValidationRetry(const std::string& error);
+  /// Runs an MCP tool call on this (worker) thread, within the turn's deadline.
+  v1::ToolResult RunMcpTool(const v1::ToolCall& call, const nlohmann::json& args);
   /// The error text for an invalid call, or empty if `call` may run (`*args` = its arguments).
   std::string CheckToolCall(const v1::ToolCall& call, nlohmann::json* args) const;
 
@@ -181,6 +188,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::string model_;
   absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
   absl::flat_hash_map<std::string, JsonSchema> arg_schemas_;  // by tool name
+  // MCP tools of this turn, by the name the model sees (tools_ holds their expanded specs).
+  absl::flat_hash_map<std::string, tools::McpToolBinding> mcp_tools_;
   std::optional<JsonSchema> output_schema_;
   std::vector<backend::ToolDefinition> tool_defs_;
   BuiltinToolRunner builtins_;

@@ -298,7 +298,8 @@ std::string Turn::CheckToolCall(const v1::ToolCall& call, json* args) const {
   if (tool == tools_.end()) {
     return absl::StrCat("tool \"", call.name(), "\" is not available to this agent");
   }
-  if (tool->second.kind() == v1::TOOL_KIND_BUILTIN && FindBuiltinTool(call.name()) == nullptr) {
+  if (tool->second.kind() == v1::TOOL_KIND_BUILTIN && FindBuiltinTool(call.name()) == nullptr &&
+      !mcp_tools_.contains(call.name())) {
     return absl::StrCat("builtin tool \"", call.name(), "\" is not available on this server");
   }
   if (JsonNestingDepth(call.arguments_json()) > kMaxJsonDepth) {
@@ -322,6 +323,18 @@ std::string Turn::CheckToolCall(const v1::ToolCall& call, json* args) const {
   return "";
 }
 
+v1::ToolResult Turn::RunMcpTool(const v1::ToolCall& call, const json& args) {
+  // Blocks this worker for the call (tool calls of a step run in order); Cancel() is noticed
+  // by the client's progress poll.
+  auto cancelled = [this] {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  };
+  v1::ToolResult r = deps_.mcp->Call(mcp_tools_.at(call.name()), args, deadline_, cancelled);
+  r.set_tool_call_id(call.id());
+  return r;
+}
+
 void Turn::HandleToolCalls(const std::vector<v1::ToolCall>& calls) {
   client_calls_.clear();
   std::string first_error;
@@ -337,7 +350,9 @@ void Turn::HandleToolCalls(const std::vector<v1::ToolCall>& calls) {
       tr->set_is_error(true);
       continue;
     }
-    if (tools_.at(c.name()).kind() == v1::TOOL_KIND_BUILTIN) {
+    if (mcp_tools_.contains(c.name())) {
+      *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = RunMcpTool(c, args);
+    } else if (tools_.at(c.name()).kind() == v1::TOOL_KIND_BUILTIN) {
       *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = builtins_.Run(c, args);
     } else {
       client_calls_.push_back(c);

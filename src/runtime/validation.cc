@@ -63,11 +63,20 @@ absl::Status ValidateSchema(const std::string& field, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::string>* names) {
+absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::string>* names,
+                          const McpToolCheck& mcp_check) {
   const std::string field = absl::StrCat("agent.tools[", index, "]");
   if (tool.name().empty()) return absl::InvalidArgumentError(field + ".name is required");
   if (tool.kind() == v1::TOOL_KIND_BUILTIN && absl::StartsWith(tool.name(), "mcp:")) {
-    return ValidateBuiltinToolSpec(tool, field);  // reserved: "MCP tools are not available yet"
+    if (mcp_check == nullptr) return ValidateBuiltinToolSpec(tool, field);  // "not available"
+    if (!names->insert(tool.name()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("agent.tools: duplicate tool name \"", tool.name(), "\""));
+    }
+    if (tool.description().size() > kMaxToolDescriptionBytes) {
+      return TooLong(field + ".description", kMaxToolDescriptionBytes);
+    }
+    return mcp_check(tool, field);
   }
   if (tool.name().size() > 64) return TooLong(field + ".name", 64);
   for (char c : tool.name()) {
@@ -125,7 +134,8 @@ absl::Status ValidateMetadata(const google::protobuf::Map<std::string, std::stri
 }
 
 absl::Status ValidateAgentSpec(const v1::Agent& agent,
-                               const std::function<bool(const std::string&)>& model_exists) {
+                               const std::function<bool(const std::string&)>& model_exists,
+                               const McpToolCheck& mcp_check) {
   if (agent.name().size() > kMaxNameBytes) return TooLong("agent.name", kMaxNameBytes);
   if (agent.model().empty()) return absl::InvalidArgumentError("agent.model is required");
   if (!model_exists(agent.model())) {
@@ -143,7 +153,7 @@ absl::Status ValidateAgentSpec(const v1::Agent& agent,
   }
   std::set<std::string> names;
   for (int i = 0; i < agent.tools_size(); ++i) {
-    auto st = ValidateTool(agent.tools(i), i, &names);
+    auto st = ValidateTool(agent.tools(i), i, &names, mcp_check);
     if (!st.ok()) return st;
   }
   const v1::ContextPolicy& cp = agent.context_policy();

@@ -20,8 +20,14 @@ inline constexpr int32_t kMaxValidationRetries = 10;
 /// sets). `model_exists` answers whether a model name is routable. Tool parameter schemas and
 /// output_schema_json must compile in the supported JSON Schema subset (json_schema.h); BUILTIN
 /// tools must be agentd's (builtin_tools.h).
+/// Checks a BUILTIN "mcp:..." ToolSpec (McpRegistry::CheckSpec); `field` names it in errors.
+using McpToolCheck =
+    std::function<absl::Status(const v1::ToolSpec& tool, const std::string& field)>;
+
+/// `mcp_check` null: "mcp:..." tools are refused (no MCP servers on this server).
 absl::Status ValidateAgentSpec(const v1::Agent& agent,
-                               const std::function<bool(const std::string&)>& model_exists);
+                               const std::function<bool(const std::string&)>& model_exists,
+                               const McpToolCheck& mcp_check = nullptr);
 
 absl::Status ValidateMetadata(const google::protobuf::Map<std::string, std::string>& metadata);
 

@@ -346,6 +346,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.Str("data_dir", &c->data_dir);
   f.OneOf("durability", &c->durability, {"sync", "relaxed"});
   f.Str("metrics_listen", &c->metrics_listen);
+  f.Str("health_listen", &c->health_listen);
   f.Str("http_listen", &c->http_listen);
   f.OneOf("log_level", &c->log_level, {"trace", "debug", "info", "warn", "error"});
   f.OneOf("log_format", &c->log_format, {"text", "json"});
@@ -363,6 +364,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   f.List<BackendConfig>("backends", &c->backends, ReadBackend);
   f.List<ModelConfig>("models", &c->models, ReadModel);
   f.List<McpServerConfig>("mcp_servers", &c->mcp_servers, ReadMcpServer);
+  f.Int("max_tool_result_bytes", &c->max_tool_result_bytes, 1024, 16 * kMiB);
   return f.Finish();
 }
 

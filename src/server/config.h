@@ -76,6 +76,7 @@ struct Config {
   std::string data_dir = "./data";
   std::string durability = "sync";   // sync | relaxed
   std::string metrics_listen;        // empty = off
+  std::string health_listen;         // plaintext grpc.health.v1 only (kubelet probes); empty = off
   std::string http_listen;           // empty = off
   std::string log_level = "info";    // trace|debug|info|warn|error
   std::string log_format = "text";   // text | json (one JSON object per line)
@@ -93,6 +94,8 @@ struct Config {
   std::vector<BackendConfig> backends;
   std::vector<ModelConfig> models;
   std::vector<McpServerConfig> mcp_servers;
+  // Server-side tool outputs longer than this are cut, with a visible marker, 1 KiB..16 MiB.
+  int64_t max_tool_result_bytes = 64 * 1024;
 };
 
 /// Parses YAML text. Unknown keys, wrong types and out-of-range values are INVALID_ARGUMENT

@@ -24,6 +24,7 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   CLI::App app{"agentd: a stateful agent runtime server (gRPC, durable sessions on RocksDB)"};
   std::string config_path, listen, data_dir, metrics_listen, http_listen, log_level, log_format;
+  std::string health_listen;
   std::string tls_cert, tls_key, tls_client_ca;
   bool allow_plaintext = false;
   app.add_option("--config", config_path, "YAML config file (see docs/configuration.md)");
@@ -31,7 +32,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "data directory (default ./data)");
   app.add_option("--metrics-listen", metrics_listen,
                  "Prometheus metrics address HOST:PORT, GET /metrics (config metrics_listen)");
-  app.add_option("--http-listen", http_listen, "OpenAI-compatible HTTP address (reserved)");
+  app.add_option("--health-listen", health_listen,
+                 "plaintext grpc.health.v1-only address HOST:PORT for probes (config health_listen)");
+  app.add_option("--http-listen", http_listen,
+                 "OpenAI-compatible HTTP API address HOST:PORT, /v1/... (config http_listen)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_option("--log-format", log_format,
                  "text|json: json writes one JSON object per line (config log_format)");
@@ -64,6 +68,7 @@ int main(int argc, char** argv) {
   if (!data_dir.empty()) config.data_dir = data_dir;
   if (!metrics_listen.empty()) config.metrics_listen = metrics_listen;
   if (!http_listen.empty()) config.http_listen = http_listen;
+  if (!health_listen.empty()) config.health_listen = health_listen;
   if (!log_level.empty()) config.log_level = log_level;
   if (!log_format.empty()) config.log_format = log_format;
   if (!tls_cert.empty()) config.tls.cert_file = tls_cert;

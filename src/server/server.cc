@@ -19,6 +19,7 @@
 #include "backend/openai_backend.h"
 #include "http/http_server.h"
 #include "metrics/agentd_metrics.h"
+#include "openai/door.h"
 #include "rpc/admin_service.h"
 #include "rpc/agent_service.h"
 #include "rpc/memory_service.h"
@@ -32,7 +33,9 @@
 #include "runtime/memory_manager.h"
 #include "runtime/session_manager.h"
 #include "server/observability.h"
+#include "server/probe_health.h"
 #include "server/tls.h"
+#include "tools/mcp_registry.h"
 #include "store/rocksdb_store.h"
 
 namespace agentd::server {
@@ -44,6 +47,25 @@ struct AgentdServer::ShutdownState {
   // The retention sweeper (sessions every minute, audit hourly) stops when `started` is set.
   std::thread sweeper;
 };
+
+std::unique_ptr<tools::McpRegistry> BuildMcpRegistry(const Config& config) {
+  tools::McpRegistryOptions o;
+  o.max_result_bytes = static_cast<size_t>(config.max_tool_result_bytes);
+  for (const McpServerConfig& c : config.mcp_servers) {
+    tools::McpServerOptions s;
+    s.name = c.name;
+    s.url = c.url;
+    s.timeout = absl::Milliseconds(c.timeout_ms);
+    s.allowed_tools = c.allowed_tools;
+    // Secrets come from the environment (ValidateConfig checked they are set); never logged.
+    for (const auto& [name, value] : c.headers) {
+      const char* env = absl::StartsWith(value, "env:") ? std::getenv(value.substr(4).c_str()) : nullptr;
+      s.headers[name] = absl::StartsWith(value, "env:") ? std::string(env == nullptr ? "" : env) : value;
+    }
+    o.servers.push_back(std::move(s));
+  }
+  return std::make_unique<tools::McpRegistry>(std::move(o));
+}
 
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
     const Config& config,
@@ -173,7 +195,11 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   deps.context_window = [r = server->router_.get()](const std::string& model) {
     return r->ContextWindow(model);
   };
-  server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get());
+  // Without mcp_servers there is no registry: "mcp:" tools are refused at agent create.
+  if (!cfg.mcp_servers.empty()) server->mcp_ = BuildMcpRegistry(cfg);
+  deps.mcp = server->mcp_.get();
+  server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get(),
+                                                            server->mcp_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
@@ -218,12 +244,39 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
     return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen,
                                                " (address in use or not valid?)"));
   }
+  if (!cfg.health_listen.empty()) {
+    auto probe = ProbeHealthServer::Start(cfg.health_listen);
+    if (!probe.ok()) return probe.status();
+    server->health_server_ = *std::move(probe);
+    server->health_server_->SetServing(true);
+  }
+  if (!cfg.http_listen.empty()) {
+    openai::DoorOptions door_options;
+    door_options.listen = cfg.http_listen;
+    door_options.max_body_bytes = cfg.max_message_bytes;
+    openai::DoorDeps door_deps;
+    door_deps.auth = authn;
+    door_deps.limits = server->limits_.get();
+    door_deps.sessions = server->sessions_.get();
+    door_deps.agents = server->agents_.get();
+    door_deps.router = server->router_.get();
+    door_deps.store = server->store_.get();
+    auto door = openai::OpenAiDoor::Start(door_options, door_deps);
+    if (!door.ok()) {
+      return absl::Status(door.status().code(),
+                          absl::StrCat("http_listen: ", door.status().message()));
+    }
+    server->openai_door_ = *std::move(door);
+  }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   server->StartSweeper(absl::Hours(24) * cfg.audit_retention_days);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
   if (server->metrics_http_) {
     spdlog::info("metrics on http://{}/metrics", server->metrics_http_->address());
+  }
+  if (server->openai_door_) {
+    spdlog::info("OpenAI-compatible API on http://{}/v1", server->openai_door_->address());
   }
   return server;
 }
@@ -256,6 +309,14 @@ std::string AgentdServer::metrics_address() const {
   return metrics_http_ ? metrics_http_->address() : "";
 }
 
+std::string AgentdServer::health_address() const {
+  return health_server_ ? health_server_->address() : "";
+}
+
+std::string AgentdServer::http_address() const {
+  return openai_door_ ? openai_door_->address() : "";
+}
+
 std::string AgentdServer::address() const {
   const std::string& listen = options_.config.listen;
   const size_t colon = listen.rfind(':');
@@ -275,10 +336,14 @@ void AgentdServer::Shutdown(absl::Duration grace) {
   spdlog::info("agentd draining: {} turn(s) in flight, grace {}", sessions_->active_turns(),
                absl::FormatDuration(grace));
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  if (health_server_) health_server_->SetServing(false);
   sessions_->Drain(grace);
   // Remaining streams (watchers) are cancelled after a short deadline.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc_server_->Wait();
+  if (health_server_) health_server_->Shutdown();
+  // The HTTP door stays open through the drain, so its running turns answer.
+  if (openai_door_) openai_door_->Shutdown();
   // Metrics stay scrapeable during the drain; they stop with the gRPC server.
   if (metrics_http_) metrics_http_->Shutdown();
   absl::MutexLock lock(&shutdown_->mu);

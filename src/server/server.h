@@ -28,6 +28,9 @@ class HttpServer;
 namespace agentd::metrics {
 class AgentdMetrics;
 }
+namespace agentd::openai {
+class OpenAiDoor;
+}
 namespace agentd::auth {
 class AuditLog;
 class Authenticator;
@@ -42,6 +45,9 @@ class HistoryCache;
 class MemoryManager;
 class SessionManager;
 }  // namespace agentd::runtime
+namespace agentd::tools {
+class McpRegistry;
+}  // namespace agentd::tools
 namespace agentd::rpc {
 class AgentServiceImpl;
 class MemoryServiceImpl;
@@ -52,6 +58,8 @@ class SessionServiceImpl;
 }  // namespace agentd::rpc
 
 namespace agentd::server {
+
+class ProbeHealthServer;
 
 struct ServerOptions {
   Config config;
@@ -76,6 +84,10 @@ class AgentdServer {
   /// HOST:PORT of the metrics endpoint actually bound (port resolved when 0 was configured);
   /// empty when metrics_listen is off.
   std::string metrics_address() const;
+  /// HOST:PORT of the OpenAI-compatible HTTP door actually bound; empty when http_listen is off.
+  std::string http_address() const;
+  /// HOST:PORT of the health-only listener actually bound; empty when health_listen is off.
+  std::string health_address() const;
 
   /// Graceful stop: health NOT_SERVING, new turns refused, running turns get up to `grace`,
   /// then the gRPC server shuts down and the store closes. Idempotent; thread-safe.
@@ -101,6 +113,8 @@ class AgentdServer {
   std::unique_ptr<backend::ModelRouter> router_;
   std::unique_ptr<runtime::EventHub> hub_;
   std::unique_ptr<runtime::HistoryCache> history_;
+  // Before agents_ and sessions_ (and executor_): turns call it until they are gone.
+  std::unique_ptr<tools::McpRegistry> mcp_;
   std::unique_ptr<runtime::AgentManager> agents_;
   std::unique_ptr<runtime::SessionManager> sessions_;
   std::unique_ptr<runtime::MemoryManager> memory_;
@@ -113,11 +127,19 @@ class AgentdServer {
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
   std::unique_ptr<rpc::ReflectionService> reflection_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // health_listen: a second, plaintext server with only grpc.health.v1 (no API key, no data),
+  // for kubelet gRPC probes, which cannot speak TLS.
+  std::unique_ptr<ProbeHealthServer> health_server_;
   struct ShutdownState;
   std::unique_ptr<ShutdownState> shutdown_;
+  // The OpenAI-compatible door: stopped after the drain (its turns answer), before the runtime.
+  std::unique_ptr<openai::OpenAiDoor> openai_door_;
   // Last: stopped first, while the components its scrape callbacks read still exist.
   std::unique_ptr<http::HttpServer> metrics_http_;
 };
+
+/// The MCP servers of the config, with "env:NAME" header values read from the environment.
+std::unique_ptr<tools::McpRegistry> BuildMcpRegistry(const Config& config);
 
 /// Builds the router from the config's backends and models.
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(

@@ -1,0 +1,407 @@
+// POST /v1/responses and /v1/responses/{id}: a response is one turn of an agentd session.
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "backend/model_router.h"
+#include "openai/endpoints.h"
+#include "openai/response_input.h"
+#include "openai/response_view.h"
+#include "runtime/agent_manager.h"
+#include "runtime/session_manager.h"
+
+namespace agentd::openai {
+namespace {
+
+absl::Status ResponseNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("response \"", id, "\" not found"));
+}
+
+struct LoadedTurn {
+  v1::Session session;
+  TurnView view;
+};
+
+/// Reads a response's session and folds its turn from the events. NOT_FOUND (one message for
+/// every cause) when the id, the session or the turn is unknown in the caller's project.
+absl::StatusOr<LoadedTurn> LoadTurn(const DoorDeps& deps, const std::string& project,
+                                    const std::string& id) {
+  auto rid = ParseResponseId(id);
+  if (!rid.ok()) return rid.status();
+  LoadedTurn out;
+  auto session = deps.sessions->Get(project, rid->session_id);
+  if (absl::IsNotFound(session.status())) return ResponseNotFound(id);
+  if (!session.ok()) return session.status();
+  out.session = *std::move(session);
+  v1::ListEventsRequest req;
+  req.set_session_id(rid->session_id);
+  req.set_limit(1000);
+  while (true) {
+    auto page = deps.sessions->ListEvents(project, req);
+    if (!page.ok()) return page.status();
+    std::vector<v1::Event> events(page->events().begin(), page->events().end());
+    FoldTurnEvents(events, rid->turn_id, &out.view);
+    if (events.empty() || out.view.finished) break;
+    req.set_after_seq(page->next_after_seq());
+  }
+  if (!out.view.found) return ResponseNotFound(id);
+  return out;
+}
+
+json ViewJson(const std::string& id, const LoadedTurn& t, const std::string& turn_id) {
+  ResponseMeta meta;
+  meta.id = id;
+  meta.model = t.view.model;
+  meta.session_id = t.session.session_id();
+  meta.created_unix = t.view.created_unix;
+  if (!t.view.finished) {
+    return ResponseJson(meta, "in_progress", json::array(), nullptr, "");
+  }
+  const bool calls = t.view.status == v1::TURN_STATUS_REQUIRES_ACTION;
+  json output = OutputItems(turn_id, t.view.output_text,
+                            calls ? t.view.open_calls : std::vector<v1::ToolCall>{});
+  return ResponseJson(meta, StatusName(t.view.status), output, &t.view.usage, t.view.error);
+}
+
+// Streams a turn as Responses events, or answers with the finished Responses object.
+class ResponseObserver final : public runtime::TurnObserver {
+ public:
+  ResponseObserver(const DoorDeps& deps, Scope scope, ResponseMeta meta, bool stream,
+                   bool delete_after)
+      : deps_(deps),
+        scope_(std::move(scope)),
+        meta_(std::move(meta)),
+        stream_(stream),
+        delete_after_(delete_after) {}
+
+  bool WantsDeltas() const override { return stream_; }
+
+  void SetTurn(std::shared_ptr<runtime::Turn> turn) {
+    absl::MutexLock lock(&mu_);
+    turn_ = std::move(turn);
+    if (scope_->client_gone()) AbandonLocked();
+  }
+
+  /// The client disconnected (from the HTTP loop thread): the turn is abandoned.
+  void ClientGone() {
+    absl::MutexLock lock(&mu_);
+    AbandonLocked();
+  }
+
+  void OnEvents(const std::vector<v1::Event>& events) override {
+    absl::MutexLock lock(&mu_);
+    for (const v1::Event& e : events) {
+      if (e.type() != v1::EVENT_TYPE_TURN_STARTED || started_) continue;
+      StartLocked(e.turn_id(), e.time().seconds());
+    }
+  }
+
+  void OnDelta(absl::string_view text) override {
+    absl::MutexLock lock(&mu_);
+    if (!stream_ || !started_) return;
+    if (scope_->client_gone()) {
+      AbandonLocked();
+      return;
+    }
+    OpenMessageLocked();
+    streamed_.append(text.data(), text.size());
+    Emit("response.output_text.delta", {{"item_id", MessageItem(turn_id_, "", "")["id"]},
+                                        {"output_index", 0},
+                                        {"content_index", 0},
+                                        {"delta", std::string(text)},
+                                        {"logprobs", json::array()}});
+  }
+
+  void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
+    absl::MutexLock lock(&mu_);
+    if (delete_after_) {
+      absl::Status st = deps_.sessions->Delete(scope_->project(), meta_.session_id);
+      if (!st.ok())
+        spdlog::warn("store:false session {} not deleted: {}", meta_.session_id, st.ToString());
+    }
+    if (!status.ok()) {
+      if (!stream_ || !started_) {
+        scope_->Fail(status);
+        return;
+      }
+      json r = ResponseJson(meta_, "failed", json::array(), nullptr, std::string(status.message()));
+      Emit("response.failed", {{"response", r}});
+      scope_->EndEvents();
+      return;
+    }
+    if (!started_) StartLocked(result.turn_id(), absl::ToUnixSeconds(absl::Now()));
+    std::vector<v1::ToolCall> calls(result.required_tool_calls().begin(),
+                                    result.required_tool_calls().end());
+    const std::string name = StatusName(result.status());
+    json output = OutputItems(turn_id_, result.output_text(), calls);
+    json response = ResponseJson(meta_, name, output, &result.usage(), result.error());
+    if (!stream_) {
+      scope_->Reply(response);
+      return;
+    }
+    int index = 0;
+    if (!result.output_text().empty() || calls.empty()) {
+      if (!message_open_ && !result.output_text().empty()) {
+        OpenMessageLocked();
+        Emit("response.output_text.delta", {{"item_id", output[0]["id"]},
+                                            {"output_index", 0},
+                                            {"content_index", 0},
+                                            {"delta", result.output_text()},
+                                            {"logprobs", json::array()}});
+      } else {
+        OpenMessageLocked();
+      }
+      const json& item = output[0];
+      Emit("response.output_text.done", {{"item_id", item["id"]},
+                                         {"output_index", 0},
+                                         {"content_index", 0},
+                                         {"text", result.output_text()},
+                                         {"logprobs", json::array()}});
+      Emit("response.content_part.done", {{"item_id", item["id"]},
+                                          {"output_index", 0},
+                                          {"content_index", 0},
+                                          {"part", item["content"][0]}});
+      Emit("response.output_item.done", {{"output_index", 0}, {"item", item}});
+      index = 1;
+    }
+    for (const v1::ToolCall& c : calls) {
+      json added = FunctionCallItem(c, "in_progress");
+      added["arguments"] = "";
+      Emit("response.output_item.added", {{"output_index", index}, {"item", added}});
+      Emit("response.function_call_arguments.delta",
+           {{"item_id", added["id"]}, {"output_index", index}, {"delta", c.arguments_json()}});
+      Emit("response.function_call_arguments.done", {{"item_id", added["id"]},
+                                                     {"output_index", index},
+                                                     {"name", c.name()},
+                                                     {"arguments", c.arguments_json()}});
+      Emit("response.output_item.done", {{"output_index", index}, {"item", output[index]}});
+      ++index;
+    }
+    Emit(name == "completed" ? "response.completed" : "response.failed", {{"response", response}});
+    scope_->EndEvents();
+  }
+
+ private:
+  void StartLocked(const std::string& turn_id, int64_t created) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    started_ = true;
+    turn_id_ = turn_id;
+    meta_.id =
+        meta_.store ? MakeResponseId(meta_.session_id, turn_id) : "resp_" + turn_id.substr(5);
+    meta_.created_unix = created;
+    if (!stream_) return;
+    scope_->StartEvents();
+    json r = ResponseJson(meta_, "in_progress", json::array(), nullptr, "");
+    Emit("response.created", {{"response", r}});
+    Emit("response.in_progress", {{"response", r}});
+  }
+
+  void OpenMessageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (message_open_) return;
+    message_open_ = true;
+    json item = MessageItem(turn_id_, "", "in_progress");
+    item["content"] = json::array();
+    Emit("response.output_item.added", {{"output_index", 0}, {"item", item}});
+    Emit("response.content_part.added",
+         {{"item_id", item["id"]},
+          {"output_index", 0},
+          {"content_index", 0},
+          {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+  }
+
+  void Emit(const char* type, json data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    data["type"] = type;
+    data["sequence_number"] = sequence_++;
+    scope_->Event(type, data);
+  }
+
+  void AbandonLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (turn_ == nullptr || abandoned_) return;
+    abandoned_ = true;
+    auto turn = turn_;
+    auto* sessions = deps_.sessions;
+    // Not under the turn's callback: Abandon cancels the turn, which may call back.
+    std::thread([sessions, turn] { sessions->Abandon(turn); }).detach();
+  }
+
+  const DoorDeps deps_;
+  const Scope scope_;
+  absl::Mutex mu_;
+  ResponseMeta meta_ ABSL_GUARDED_BY(mu_);
+  const bool stream_;
+  const bool delete_after_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool message_open_ ABSL_GUARDED_BY(mu_) = false;
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string turn_id_ ABSL_GUARDED_BY(mu_);
+  std::string streamed_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
+};
+
+/// The agent for a request without a session: `agent:<id>`, or the implicit agent of
+/// (model, instructions, tools), created on first use.
+absl::StatusOr<v1::Agent> ResolveAgent(const DoorDeps& deps, const std::string& project,
+                                       const ResponseRequest& req, std::string* param) {
+  if (absl::StartsWith(req.model, "agent:")) {
+    auto agent = deps.agents->Get(project, req.model.substr(6), 0);
+    if (!agent.ok()) *param = "model";
+    return agent;
+  }
+  if (!deps.router->HasModel(req.model)) {
+    *param = "model";
+    return absl::NotFoundError(
+        absl::StrCat("model \"", req.model, "\" does not exist (GET /v1/models lists them)"));
+  }
+  const std::string id = ImplicitAgentId(req);
+  auto existing = deps.agents->Get(project, id, 0);
+  if (!absl::IsNotFound(existing.status())) return existing;
+  v1::Agent agent;
+  agent.set_agent_id(id);
+  agent.set_name(absl::StrCat("openai:", req.model));
+  agent.set_model(req.model);
+  agent.set_instructions(req.instructions);
+  for (const v1::ToolSpec& t : req.tools) *agent.add_tools() = t;
+  (*agent.mutable_metadata())["agentd.created_by"] = "openai-responses";
+  auto created = deps.agents->Create(project, agent);
+  if (absl::IsAlreadyExists(created.status())) return deps.agents->Get(project, id, 0);
+  if (!created.ok()) *param = "tools";
+  return created;
+}
+
+/// Checks that every function_call_output answers one of `open` (so a wrong call_id changes
+/// nothing, not even a fork).
+absl::Status CheckCallIds(const std::vector<v1::ToolResult>& results,
+                          const std::vector<v1::ToolCall>& open) {
+  for (const v1::ToolResult& r : results) {
+    bool found = false;
+    for (const v1::ToolCall& c : open) found |= c.id() == r.tool_call_id();
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat("function_call_output call_id \"",
+                                                     r.tool_call_id(),
+                                                     "\" matches no pending function call"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void CreateResponse(const DoorDeps& deps, Scope scope) {
+  std::string param;
+  auto body = ParseBody(scope->exchange().body());
+  if (!body.ok()) return scope->Fail(body.status());
+  auto req = ParseResponseRequest(*body, &param);
+  if (!req.ok()) return scope->Fail(req.status(), param);
+  const std::string& project = scope->project();
+
+  ResponseMeta meta;
+  meta.model = req->model;
+  meta.instructions = req->instructions;
+  meta.previous_response_id = req->previous_response_id;
+  meta.store = req->store;
+  v1::RunTurnRequest turn;
+  bool created_session = false;
+  if (!req->previous_response_id.empty()) {
+    auto prev = LoadTurn(deps, project, req->previous_response_id);
+    if (!prev.ok()) return scope->Fail(prev.status(), "previous_response_id");
+    if (!prev->view.finished) {
+      return scope->Fail(
+          absl::FailedPreconditionError(absl::StrCat(
+              "previous response \"", req->previous_response_id, "\" is still in progress")),
+          "previous_response_id");
+    }
+    const bool open = prev->view.status == v1::TURN_STATUS_REQUIRES_ACTION;
+    absl::Status st =
+        CheckCallIds(req->tool_results, open ? prev->view.open_calls : std::vector<v1::ToolCall>{});
+    if (!st.ok()) return scope->Fail(st, "input");
+    meta.session_id = prev->session.session_id();
+    if (prev->view.last_seq != prev->session.last_seq()) {
+      // An earlier response: continue from it on a fork, as OpenAI branches the conversation.
+      auto fork = deps.sessions->ForkAt(project, meta.session_id, prev->view.last_seq, "");
+      if (!fork.ok()) return scope->Fail(fork.status());
+      meta.session_id = fork->session_id();
+    }
+  } else if (!req->conversation.empty()) {
+    auto session = deps.sessions->Get(project, req->conversation);
+    if (!session.ok()) return scope->Fail(session.status(), "conversation");
+    std::vector<v1::ToolCall> open(session->pending_tool_calls().begin(),
+                                   session->pending_tool_calls().end());
+    absl::Status st = CheckCallIds(req->tool_results, open);
+    if (!st.ok()) return scope->Fail(st, "input");
+    meta.session_id = session->session_id();
+  } else {
+    absl::Status st = CheckCallIds(req->tool_results, {});
+    if (!st.ok()) return scope->Fail(st, "input");
+    auto agent = ResolveAgent(deps, project, *req, &param);
+    if (!agent.ok()) return scope->Fail(agent.status(), param);
+    v1::CreateSessionRequest create;
+    create.set_agent_id(agent->agent_id());
+    (*create.mutable_metadata())["agentd.created_by"] = "openai-responses";
+    auto session = deps.sessions->Create(project, create);
+    if (!session.ok()) return scope->Fail(session.status());
+    meta.session_id = session->session_id();
+    created_session = true;
+  }
+  turn.set_session_id(meta.session_id);
+  for (const v1::InputMessage& m : req->input) *turn.add_input() = m;
+  for (const v1::ToolResult& r : req->tool_results) *turn.add_tool_results() = r;
+  if (!req->model.empty() && !absl::StartsWith(req->model, "agent:") && !created_session &&
+      deps.router->HasModel(req->model)) {
+    turn.set_model_override(req->model);
+  }
+  if (meta.model.empty()) meta.model = "agent";
+  auto observer = std::make_shared<ResponseObserver>(deps, scope, meta, req->stream,
+                                                     !req->store && created_session);
+  if (req->stream) {
+    // A reader that goes away mid-stream abandons the turn (cancelled, recorded as such).
+    scope->exchange().OnClientGone([weak = std::weak_ptr<ResponseObserver>(observer)] {
+      if (auto o = weak.lock()) o->ClientGone();
+    });
+  }
+  obs::ContextScope log_scope(scope->context().get());
+  auto handle =
+      deps.sessions->SubmitTurn(project, std::move(turn), absl::InfiniteFuture(), observer);
+  if (handle != nullptr) observer->SetTurn(std::move(handle));
+}
+
+void GetResponse(const DoorDeps& deps, Scope scope, const std::string& id) {
+  auto t = LoadTurn(deps, scope->project(), id);
+  if (!t.ok()) return scope->Fail(t.status());
+  scope->Reply(ViewJson(id, *t, ParseResponseId(id)->turn_id));
+}
+
+void DeleteResponse(const DoorDeps& deps, Scope scope, const std::string& id) {
+  auto t = LoadTurn(deps, scope->project(), id);
+  if (!t.ok()) return scope->Fail(t.status());
+  // A response is a turn of a session; turns are not deleted one by one: the session goes.
+  absl::Status st = deps.sessions->Delete(scope->project(), t->session.session_id());
+  if (!st.ok()) return scope->Fail(st);
+  scope->Reply({{"id", id}, {"object", "response"}, {"deleted", true}});
+}
+
+void CancelResponse(const DoorDeps& deps, Scope scope, const std::string& id) {
+  auto t = LoadTurn(deps, scope->project(), id);
+  if (!t.ok()) return scope->Fail(t.status());
+  if (t->view.finished) {
+    return scope->Fail(
+        absl::FailedPreconditionError(absl::StrCat("response \"", id, "\" is not in progress")));
+  }
+  const std::string turn_id = ParseResponseId(id)->turn_id;
+  deps.sessions->CancelTurn(
+      scope->project(), t->session.session_id(),
+      [scope, id, turn_id, session = t->session](const absl::Status& st, const v1::TurnResult& r) {
+        if (!st.ok()) return scope->Fail(st);
+        ResponseMeta meta;
+        meta.id = id;
+        meta.session_id = session.session_id();
+        meta.created_unix = absl::ToUnixSeconds(absl::Now());
+        std::vector<v1::ToolCall> calls(r.required_tool_calls().begin(),
+                                        r.required_tool_calls().end());
+        scope->Reply(ResponseJson(meta, StatusName(r.status()),
+                                  OutputItems(turn_id, r.output_text(), calls), &r.usage(),
+                                  r.error()));
+      });
+}
+
+}  // namespace agentd::openai
