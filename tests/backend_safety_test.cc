@@ -42,16 +42,7 @@ v1::RunTurnRequest UserTurn(const std::string& session_id, const std::string& te
   return req;
 }
 
-// Polls `done` every 5 ms for up to `limit`; true once it held.
-template <typename F>
-bool Eventually(F done, absl::Duration limit) {
-  const absl::Time until = absl::Now() + limit;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
+using testing::Eventually;
 
 class BackendSafetyTest : public ::testing::Test {
  protected:
@@ -62,19 +53,10 @@ class BackendSafetyTest : public ::testing::Test {
       c->router.initial_backoff_ms = 5;
       c->router.max_backoff_ms = 50;
       c->router.breaker_failures = 1000;
-      server::BackendConfig b;
-      b.name = "fake";
-      b.type = "openai";
-      b.base_url = fake_.base_url();
+      server::BackendConfig& b = testing::AddFakeOpenAiModel(c, fake_.base_url(), {2.0, 8.0});
       b.api_key_env = api_key_env;
       if (!api_key_env.empty()) b.headers["X-Canary-Key"] = "env:" + api_key_env;
       b.timeout_ms = 30000;
-      c->backends.push_back(b);
-      server::ModelConfig m;
-      m.name = "gpt";
-      m.deployments.push_back({"fake", "fake-gpt", 1});
-      m.price = {2.0, 8.0};
-      c->models.push_back(m);
     });
   }
 

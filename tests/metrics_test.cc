@@ -314,15 +314,7 @@ TEST(HttpServerAddressTest, RejectsMalformedAddressesAndTakenPorts) {
 
 // ---- agentd's /metrics ------------------------------------------------------------------------
 
-template <typename F>
-bool Eventually(F done, absl::Duration limit) {
-  const absl::Time until = absl::Now() + limit;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
+using testing::Eventually;
 
 class MetricsEndpointTest : public ::testing::Test {
  protected:
@@ -332,16 +324,7 @@ class MetricsEndpointTest : public ::testing::Test {
       c->router.max_retries = 0;
       c->router.breaker_failures = 1;
       c->router.breaker_cooldown_ms = breaker_cooldown_ms;
-      server::BackendConfig b;
-      b.name = "fake";
-      b.type = "openai";
-      b.base_url = fake_.base_url();
-      c->backends.push_back(b);
-      server::ModelConfig m;
-      m.name = "gpt";
-      m.deployments.push_back({"fake", "fake-gpt", 1});
-      m.price = {2.0, 8.0};
-      c->models.push_back(m);
+      testing::AddFakeOpenAiModel(c, fake_.base_url(), {2.0, 8.0});
     });
   }
   Exposition Scrape() {

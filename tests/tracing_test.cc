@@ -144,15 +144,7 @@ class TracingTest : public ::testing::Test {
       c->router.initial_backoff_ms = 1;
       c->router.max_backoff_ms = 5;
       c->router.breaker_failures = 1000;
-      server::BackendConfig b;
-      b.name = "fake";
-      b.type = "openai";
-      b.base_url = fake_.base_url();
-      c->backends.push_back(b);
-      server::ModelConfig m;
-      m.name = "gpt";
-      m.deployments.push_back({"fake", "fake-gpt", 1});
-      c->models.push_back(m);
+      testing::AddFakeOpenAiModel(c, fake_.base_url());
     });
     session_ = h_->CreateSession(h_->CreateAgent("gpt").agent_id()).session_id();
   }

@@ -16,15 +16,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 agentctl=$build_dir/bin/agentctl
 python=/usr/bin/python3
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() {
-  echo "container_image: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
-  exit $?
-}
+source "$repo/deploy/tests/report.sh" container_image
 # A failed step that later steps depend on: report and stop (cleanup runs from the trap).
 fatal() { fail "$*"; [ -f "${log:-}" ] && { echo "--- container output:"; tail -20 "$log"; }; finish; }
 

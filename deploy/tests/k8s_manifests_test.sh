@@ -18,15 +18,7 @@ k8s=$(cd "$here/../k8s" && pwd)
 agentd=$build_dir/bin/agentd
 python=/usr/bin/python3
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() {
-  echo "k8s_manifests: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
-  exit $?
-}
+source "$here/report.sh" k8s_manifests
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/agentd-k8s-test.XXXXXX")
 server_pid=""

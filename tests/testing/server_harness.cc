@@ -128,4 +128,19 @@ std::vector<v1::Event> ServerHarness::AllEvents(const std::string& session_id) {
   return all;
 }
 
+server::BackendConfig& AddFakeOpenAiModel(server::Config* config, const std::string& base_url,
+                                          server::PriceConfig price) {
+  server::BackendConfig b;
+  b.name = "fake";
+  b.type = "openai";
+  b.base_url = base_url;
+  config->backends.push_back(b);
+  server::ModelConfig m;
+  m.name = "gpt";
+  m.deployments.push_back({"fake", "fake-gpt", 1});
+  m.price = price;
+  config->models.push_back(m);
+  return config->backends.back();
+}
+
 }  // namespace agentd::testing

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
 #include "backend/scripted_backend.h"
@@ -79,5 +81,21 @@ inline v1::ToolCall Call(const std::string& id, const std::string& name, const s
 
 /// A client context with a deadline of `seconds`.
 std::unique_ptr<grpc::ClientContext> Ctx(double seconds = 10);
+
+/// Adds backend "fake" (type openai at `base_url`) and model "gpt" served by it as "fake-gpt" at
+/// `price`. Returns the backend entry, for tests that adjust it (timeouts, headers).
+server::BackendConfig& AddFakeOpenAiModel(server::Config* config, const std::string& base_url,
+                                          server::PriceConfig price = {});
+
+/// Polls `done` every 5 ms for up to `limit`; true once it held.
+template <typename F>
+bool Eventually(F done, absl::Duration limit) {
+  const absl::Time until = absl::Now() + limit;
+  while (!done()) {
+    if (absl::Now() > until) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
 
 }  // namespace agentd::testing
