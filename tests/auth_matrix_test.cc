@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "agentd/v1/admin.grpc.pb.h"
+#include "agentd/v1/tool.grpc.pb.h"
 #include "agentd/v1/agent.grpc.pb.h"
 #include "agentd/v1/memory.grpc.pb.h"
 #include "agentd/v1/project.grpc.pb.h"
@@ -32,6 +33,7 @@ struct Stubs {
   std::unique_ptr<v1::MemoryService::Stub> memory;
   std::unique_ptr<v1::ProjectService::Stub> projects;
   std::unique_ptr<v1::AdminService::Stub> admin;
+  std::unique_ptr<v1::ToolService::Stub> tools;
 };
 
 // What project A's fixtures are called.
@@ -337,6 +339,12 @@ std::vector<Rpc> AllRpcs() {
     v1::RestoreBackupResponse resp;
     return Unary(s.admin->RestoreBackup(c, req, &resp), resp);
   });
+  // ---- ToolService (any role; the caller's own project's allow-list)
+  add("ListToolServers", Target::kScoped, [](Stubs& s, const Fixture&, grpc::ClientContext* c) {
+    v1::ListToolServersRequest req;
+    v1::ListToolServersResponse resp;
+    return Unary(s.tools->ListToolServers(c, req, &resp), resp);
+  });
   return rpcs;
 }
 
@@ -349,6 +357,7 @@ class AuthMatrixTest : public ::testing::Test {
     stubs_.memory = v1::MemoryService::NewStub(raw_);
     stubs_.projects = v1::ProjectService::NewStub(raw_);
     stubs_.admin = v1::AdminService::NewStub(raw_);
+    stubs_.tools = v1::ToolService::NewStub(raw_);
 
     const std::string op = harness_.admin_key();
     fixture_.project_a = CreateProject(op, "project-a");

@@ -7,6 +7,7 @@
 #include "mcp/fake_mcp_server.h"
 #include "tools/mcp_client.h"
 #include "tools/mcp_registry.h"
+#include "tools/tool_gateway.h"
 
 namespace agentd::tools {
 namespace {
@@ -241,12 +242,17 @@ TEST(McpRegistryResults, RegistryCallTruncatesAndLabelsResults) {
   McpRegistryOptions o;
   o.max_result_bytes = 1024;
   o.servers.push_back({"fake", server.url(), {{"Authorization", kSecret}}, absl::Seconds(5), {}});
-  McpRegistry registry(std::move(o));
+  ToolGatewayOptions go;
+  go.max_result_bytes = 1024;
+  go.mcp = std::move(o);
+  auto gateway = ToolGateway::Create(std::move(go));
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
   std::string warning;
-  auto tools = registry.Resolve("mcp:fake/big", Soon(), &warning);
+  auto tools = (*gateway)->Resolve("mcp:fake/big", ToolAllowList(), Soon(), &warning);
   ASSERT_EQ(tools.size(), 1u) << warning;
   EXPECT_EQ(tools[0].model_name, "mcp__fake__big");
-  v1::ToolResult r = registry.Call(tools[0], json::object(), Soon(), nullptr);
+  EXPECT_EQ(tools[0].spec_name, "mcp:fake/big");
+  v1::ToolResult r = (*gateway)->Call(tools[0], json::object(), ToolAllowList(), Soon(), nullptr);
   EXPECT_FALSE(r.is_error());
   EXPECT_TRUE(r.truncated());
   EXPECT_EQ(r.served_by(), "mcp:fake");

@@ -130,6 +130,12 @@ absl::StatusOr<std::shared_ptr<LimitEnforcer::ProjectState>> LimitEnforcer::Stat
   return st;
 }
 
+absl::StatusOr<v1::ProjectLimits> LimitEnforcer::Limits(const std::string& project_id) {
+  AGENTD_ASSIGN_OR_RETURN(std::shared_ptr<ProjectState> st, State(project_id));
+  absl::MutexLock lock(&st->mu);
+  return st->limits;
+}
+
 absl::Status LimitEnforcer::CheckTotals(const std::string& project_id, ProjectState& st) {
   const double budget = st.limits.monthly_budget_usd();
   if (budget > 0 && st.month_cost >= budget) {

@@ -44,6 +44,8 @@ class LimitEnforcer {
   absl::Status CheckStep(const std::string& project_id);
   /// After usage was committed (same batch as the step's events): advances the cached totals.
   void Recorded(const std::string& project_id, const v1::Usage& usage);
+  /// The project's limits as last read (at most `refresh` old), e.g. its tool allow-list.
+  absl::StatusOr<v1::ProjectLimits> Limits(const std::string& project_id);
   /// Forget cached limits and totals (SetLimits in this process).
   void Invalidate(const std::string& project_id);
 

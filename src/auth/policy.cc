@@ -44,6 +44,8 @@ constexpr MethodAccess kPolicy[] = {
     {"CreateBackup", Access::kOperator},
     {"ListBackups", Access::kOperator},
     {"RestoreBackup", Access::kOperator},
+    // ToolService
+    {"ListToolServers", Access::kRead},
     // ProjectService
     {"CreateProject", Access::kOperator},
     {"GetProject", Access::kRead},

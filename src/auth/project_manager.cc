@@ -3,7 +3,9 @@
 #include <cmath>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "auth/api_key.h"
 #include "auth/policy.h"
@@ -101,7 +103,56 @@ void AddUsage(const v1::Usage& from, v1::Usage* to) {
 
 std::string LimitsText(const v1::ProjectLimits& l) {
   return absl::StrCat("monthly_budget_usd ", l.monthly_budget_usd(), ", daily_token_limit ",
-                      l.daily_token_limit(), ", requests_per_minute ", l.requests_per_minute());
+                      l.daily_token_limit(), ", requests_per_minute ", l.requests_per_minute(),
+                      ", allowed_tools ",
+                      l.has_allowed_tools()
+                          ? absl::StrCat("[", absl::StrJoin(l.allowed_tools().tools(), ", "), "]")
+                          : "all");
+}
+
+constexpr int kMaxAllowedTools = 256;
+
+// "mcp:<server>", "mcp:<server>/<tool>", "http:<name>", or "*" alone (no restriction).
+absl::Status ValidateAllowedTools(const v1::ToolAllowList& list) {
+  if (list.tools_size() > kMaxAllowedTools) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limits.allowed_tools has more than ", kMaxAllowedTools, " entries"));
+  }
+  for (int i = 0; i < list.tools_size(); ++i) {
+    const std::string& e = list.tools(i);
+    const std::string field = absl::StrCat("limits.allowed_tools.tools[", i, "]");
+    if (e == "*") {
+      if (list.tools_size() != 1) {
+        return absl::InvalidArgumentError(field + ": \"*\" (no restriction) must be the only entry");
+      }
+      continue;
+    }
+    std::string server = e;
+    std::string tool;
+    if (absl::StartsWith(e, "http:")) {
+      server = e.substr(5);
+    } else if (absl::StartsWith(e, "mcp:")) {
+      server = e.substr(4);
+      const size_t slash = server.find('/');
+      if (slash != std::string::npos) {
+        tool = server.substr(slash + 1);
+        server = server.substr(0, slash);
+        if (tool.empty()) server.clear();
+      }
+    } else {
+      server.clear();
+    }
+    const bool ok = !server.empty() && server.size() <= 128 && tool.size() <= 128 &&
+                    server.find_first_of(": ") == std::string::npos &&
+                    (absl::StartsWith(e, "mcp:") || server.find('/') == std::string::npos) &&
+                    tool.find_first_of(" \t\n") == std::string::npos;
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " \"", e.substr(0, 200),
+          "\": expected \"mcp:<server>\", \"mcp:<server>/<tool>\", \"http:<name>\" or \"*\""));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -274,7 +325,7 @@ absl::StatusOr<v1::Project> ProjectManager::SetLimits(const Identity& caller, co
                                                       const v1::SetLimitsRequest& request) {
   AGENTD_ASSIGN_OR_RETURN(std::string target,
                           ResolveProject(store_, caller, request.project_id(), false));
-  const v1::ProjectLimits& limits = request.limits();
+  v1::ProjectLimits limits = request.limits();
   if (!std::isfinite(limits.monthly_budget_usd()) || limits.monthly_budget_usd() < 0) {
     return absl::InvalidArgumentError(
         "limits.monthly_budget_usd must be a finite number >= 0 (0 = unlimited)");
@@ -285,8 +336,24 @@ absl::StatusOr<v1::Project> ProjectManager::SetLimits(const Identity& caller, co
   if (limits.requests_per_minute() < 0) {
     return absl::InvalidArgumentError("limits.requests_per_minute must be >= 0 (0 = unlimited)");
   }
+  if (limits.has_allowed_tools()) {
+    AGENTD_RETURN_IF_ERROR(ValidateAllowedTools(limits.allowed_tools()));
+    // Which tool servers a tenant may reach is the operator's decision, not the tenant's.
+    if (!caller.is_operator()) {
+      return absl::PermissionDeniedError(
+          "only the operator (an ADMIN key of the default project) may change allowed_tools");
+    }
+  }
   absl::StatusOr<v1::Project> before = store_->GetProject(target);
   if (!before.ok()) return MapProjectNotFound(before.status(), target);
+  // Absent: keep the current list; ["*"]: no restriction.
+  if (!limits.has_allowed_tools()) {
+    if (before->limits().has_allowed_tools()) {
+      *limits.mutable_allowed_tools() = before->limits().allowed_tools();
+    }
+  } else if (limits.allowed_tools().tools_size() == 1 && limits.allowed_tools().tools(0) == "*") {
+    limits.clear_allowed_tools();
+  }
   const v1::AuditEvent audit =
       CallAudit(v1::AUDIT_ACTION_LIMITS_CHANGED, target, caller, call,
                 absl::StrCat("limits changed from {", LimitsText(before->limits()), "} to {",

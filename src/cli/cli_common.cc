@@ -108,6 +108,7 @@ Connection::Connection(GlobalOptions options, std::shared_ptr<grpc::ChannelCrede
   projects_ = agentd::v1::ProjectService::NewStub(channel_);
   memory_ = agentd::v1::MemoryService::NewStub(channel_);
   admin_ = agentd::v1::AdminService::NewStub(channel_);
+  tools_ = agentd::v1::ToolService::NewStub(channel_);
 }
 
 void Connection::Print(const google::protobuf::Message& message) const {

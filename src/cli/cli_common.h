@@ -16,6 +16,7 @@
 #include "agentd/v1/memory.grpc.pb.h"
 #include "agentd/v1/project.grpc.pb.h"
 #include "agentd/v1/session.grpc.pb.h"
+#include "agentd/v1/tool.grpc.pb.h"
 
 namespace agentd::cli {
 
@@ -51,6 +52,7 @@ class Connection {
   agentd::v1::ProjectService::Stub& projects() { return *projects_; }
   agentd::v1::MemoryService::Stub& memory() { return *memory_; }
   agentd::v1::AdminService::Stub& admin() { return *admin_; }
+  agentd::v1::ToolService::Stub& tools() { return *tools_; }
   const GlobalOptions& options() const { return options_; }
 
   /// True for `-o json` and `-o yaml`: commands print the RPC's response message with Print()
@@ -74,6 +76,7 @@ class Connection {
   std::unique_ptr<agentd::v1::ProjectService::Stub> projects_;
   std::unique_ptr<agentd::v1::MemoryService::Stub> memory_;
   std::unique_ptr<agentd::v1::AdminService::Stub> admin_;
+  std::unique_ptr<agentd::v1::ToolService::Stub> tools_;
 };
 
 /// Plaintext, or TLS when any --tls-* option is set (reading the PEM files). On error, the
@@ -134,5 +137,7 @@ void AddMemoryCommands(CLI::App& app, Dispatch* dispatch);
 void AddProjectCommands(CLI::App& app, Dispatch* dispatch);
 /// `admin backup|backups|restore` (AdminService, operator key).
 void AddAdminCommands(CLI::App& app, Dispatch* dispatch);
+/// `agentctl tools list` (tool_commands.cc).
+void AddToolCommands(CLI::App& app, Dispatch* dispatch);
 
 }  // namespace agentd::cli

@@ -157,6 +157,7 @@ int Run(int argc, char** argv) {
   agentd::cli::AddMemoryCommands(app, &dispatch);
   agentd::cli::AddProjectCommands(app, &dispatch);
   agentd::cli::AddAdminCommands(app, &dispatch);
+  agentd::cli::AddToolCommands(app, &dispatch);
 
   try {
     app.parse(argc, argv);

@@ -284,6 +284,10 @@ void PrintLimits(const v1::Project& project) {
   table.Add({"monthly_budget_usd", LimitText(l.monthly_budget_usd())});
   table.Add({"daily_token_limit", LimitText(l.daily_token_limit())});
   table.Add({"requests_per_minute", LimitText(l.requests_per_minute())});
+  table.Add({"allowed_tools",
+             !l.has_allowed_tools()                 ? std::string("all")
+             : l.allowed_tools().tools().empty()    ? std::string("none")
+                                                    : absl::StrJoin(l.allowed_tools().tools(), ", ")});
   table.Print(std::cout);
 }
 
@@ -319,15 +323,28 @@ void PrintAuditEvents(const std::vector<v1::AuditEvent>& events) {
 
 void PrintRequiredToolCalls(const std::string& session_id,
                             const google::protobuf::RepeatedPtrField<v1::ToolCall>& calls) {
-  std::cout << "requires action: the agent called " << calls.size() << " client tool"
-            << (calls.size() == 1 ? "" : "s") << "\n";
-  Table table({"call_id", "name", "arguments"});
+  const v1::ToolCall* client = nullptr;
+  const v1::ToolCall* approval = nullptr;
   for (const v1::ToolCall& call : calls) {
-    table.Add({call.id(), call.name(), OneLine(call.arguments_json(), 200)});
+    (call.requires_approval() ? approval : client) = &call;
+  }
+  std::cout << "requires action: the agent called " << calls.size()
+            << (approval == nullptr ? " client tool" : " tool") << (calls.size() == 1 ? "" : "s")
+            << (approval == nullptr ? "" : " (some need approval)") << "\n";
+  Table table({"call_id", "name", "arguments", "needs"});
+  for (const v1::ToolCall& call : calls) {
+    table.Add({call.id(), call.name(), OneLine(call.arguments_json(), 200),
+               call.requires_approval() ? "approval" : "result"});
   }
   table.Print(std::cout);
-  std::cout << "answer with: agentctl send " << session_id << " --tool-result "
-            << (calls.empty() ? "CALL_ID" : calls[0].id()) << "=OUTPUT" << std::endl;
+  if (client != nullptr || approval == nullptr) {
+    std::cout << "answer with: agentctl send " << session_id << " --tool-result "
+              << (client == nullptr ? "CALL_ID" : client->id()) << "=OUTPUT" << std::endl;
+  }
+  if (approval != nullptr) {
+    std::cout << "approve with: agentctl send " << session_id << " --approve " << approval->id()
+              << "   (or --reject " << approval->id() << "=REASON)" << std::endl;
+  }
 }
 
 void PrintTurnStatusLine(const v1::TurnResult& result) {

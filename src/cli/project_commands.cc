@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "cli/cli_common.h"
@@ -63,6 +64,8 @@ struct LimitsOptions {
   CLI::Option* budget_flag = nullptr;
   CLI::Option* tokens_flag = nullptr;
   CLI::Option* rpm_flag = nullptr;
+  std::string allowed_tools;  // comma-separated; "*" = all; "none" = no tool servers
+  CLI::Option* tools_flag = nullptr;
 };
 
 struct AuditOptions {
@@ -256,9 +259,11 @@ int SetLimits(Connection& c, const LimitsOptions& o) {
   const bool budget = o.budget_flag->count() > 0;
   const bool tokens = o.tokens_flag->count() > 0;
   const bool rpm = o.rpm_flag->count() > 0;
-  if (!budget && !tokens && !rpm) {
+  const bool tools = o.tools_flag->count() > 0;
+  if (!budget && !tokens && !rpm && !tools) {
     return UsageError(
-        "give at least one of --monthly-budget-usd, --daily-token-limit, --requests-per-minute");
+        "give at least one of --monthly-budget-usd, --daily-token-limit, --requests-per-minute, "
+        "--allowed-tools");
   }
   v1::Project current;
   if (int rc = GetProject(c, o.project, &current); rc != kExitOk) return rc;
@@ -269,6 +274,16 @@ int SetLimits(Connection& c, const LimitsOptions& o) {
   if (budget) limits->set_monthly_budget_usd(o.monthly_budget_usd);
   if (tokens) limits->set_daily_token_limit(o.daily_token_limit);
   if (rpm) limits->set_requests_per_minute(o.requests_per_minute);
+  // Absent keeps the server's list (only the operator may change it).
+  limits->clear_allowed_tools();
+  if (tools) {
+    v1::ToolAllowList* list = limits->mutable_allowed_tools();
+    if (o.allowed_tools != "none") {
+      for (absl::string_view t : absl::StrSplit(o.allowed_tools, ',', absl::SkipWhitespace())) {
+        list->add_tools(std::string(absl::StripAsciiWhitespace(t)));
+      }
+    }
+  }
   v1::Project updated;
   if (int rc = Call(c, &Stub::SetLimits, request, &updated); rc != kExitOk) return rc;
   if (c.structured()) return c.Print(updated), kExitOk;
@@ -405,6 +420,11 @@ void AddLimitsGroup(CLI::App& app, Dispatch* d) {
                                 "Turn requests per minute, per replica (0 = unlimited)")
                     ->check(CLI::Range(0, std::numeric_limits<int32_t>::max()))
                     ->type_name("N");
+  o->tools_flag = set->add_option("--allowed-tools", o->allowed_tools,
+                                  "Server-side tools the project may use, comma-separated: "
+                                  "mcp:SERVER, mcp:SERVER/TOOL, http:NAME; '*' = all, 'none' = "
+                                  "none (operator key)")
+                      ->type_name("LIST");
   set->callback([d, o] { d->action = [o](Connection& c) { return SetLimits(c, *o); }; });
 }
 

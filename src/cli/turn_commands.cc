@@ -19,6 +19,8 @@ struct SendOptions {
   bool stream = false;
   std::string idempotency_key;
   std::vector<std::string> tool_results;
+  std::vector<std::string> approve;  // CALL_ID
+  std::vector<std::string> reject;   // CALL_ID or CALL_ID=REASON
   bool enqueue = false;
   std::string model;
 };
@@ -45,6 +47,18 @@ v1::RunTurnRequest BuildTurnRequest(const SendOptions& o) {
     v1::ToolResult* result = request.add_tool_results();
     result->set_tool_call_id(call_id);
     result->set_output(output);
+  }
+  for (const std::string& call_id : o.approve) {
+    v1::ToolApproval* a = request.add_approvals();
+    a->set_tool_call_id(call_id);
+    a->set_approved(true);
+  }
+  for (const std::string& entry : o.reject) {
+    const size_t eq = entry.find('=');
+    v1::ToolApproval* a = request.add_approvals();
+    a->set_tool_call_id(entry.substr(0, eq));
+    if (eq != std::string::npos) a->set_reason(entry.substr(eq + 1));
+    a->set_approved(false);
   }
   request.set_idempotency_key(o.idempotency_key);
   request.set_on_busy(o.enqueue ? v1::BUSY_POLICY_ENQUEUE : v1::BUSY_POLICY_REJECT);
@@ -169,7 +183,9 @@ void AddSend(CLI::App& app, Dispatch* d) {
                              "Run a turn: send a user message and/or tool results, print the reply",
                              "  agentctl send sess_0123 'What is the weather in Paris?'\n"
                              "  agentctl send sess_0123 'Tell me a story' --stream\n"
-                             "  agentctl send sess_0123 --tool-result call_1='{\"temp_c\": 21}'");
+                             "  agentctl send sess_0123 --tool-result call_1='{\"temp_c\": 21}'\n"
+                             "  agentctl send sess_0123 --approve call_2\n"
+                             "  agentctl send sess_0123 --reject call_2='not on prod'");
   cmd->add_option("SESSION", o->session_id, "Session id")->required();
   cmd->add_option("TEXT", o->text, "User message (may be omitted when answering tool calls)");
   cmd->add_flag("--stream", o->stream, "Print the reply as it is generated (StreamTurn)");
@@ -179,12 +195,22 @@ void AddSend(CLI::App& app, Dispatch* d) {
       ->allow_extra_args(false)
       ->check(KeyValue())
       ->type_name("CALL_ID=OUTPUT");
+  cmd->add_option("--approve", o->approve,
+                  "Approve a pending call of a tool that requires approval: agentd runs it "
+                  "(repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("CALL_ID");
+  cmd->add_option("--reject", o->reject,
+                  "Reject such a call; the model is told, with the reason if given (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("CALL_ID[=REASON]");
   cmd->add_flag("--enqueue", o->enqueue, "If a turn is running, wait for it instead of failing");
   cmd->add_option("--model", o->model, "Use this model for the turn instead of the agent's");
   cmd->callback([d, o] {
     d->action = [o](Connection& c) {
-      if (o->text.empty() && o->tool_results.empty()) {
-        return UsageError("give TEXT or --tool-result");
+      if (o->text.empty() && o->tool_results.empty() && o->approve.empty() &&
+          o->reject.empty()) {
+        return UsageError("give TEXT, --tool-result, --approve or --reject");
       }
       return o->stream ? StreamTurn(c, *o) : RunTurn(c, *o);
     };

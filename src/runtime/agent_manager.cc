@@ -1,5 +1,8 @@
 #include "runtime/agent_manager.h"
 
+#include <memory>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
@@ -30,10 +33,18 @@ void FillBuiltinTools(v1::Agent* agent) {
 
 }  // namespace
 
-McpToolCheck AgentManager::McpCheck() const {
-  if (mcp_ == nullptr) return nullptr;
-  return [mcp = mcp_](const v1::ToolSpec& tool, const std::string& field) {
-    return mcp->CheckSpec(tool.name(), tool.parameters_json_schema(), field);
+McpToolCheck AgentManager::GatewayCheck(const std::string& project_id) const {
+  if (tools_ == nullptr) return nullptr;
+  // The project is read at the first gateway tool of the agent, once.
+  auto project = std::make_shared<std::optional<absl::StatusOr<v1::Project>>>();
+  return [gateway = tools_, store = store_, project_id, project](const v1::ToolSpec& tool,
+                                                                 const std::string& field) {
+    if (!project->has_value()) *project = store->GetProject(project_id);
+    const absl::StatusOr<v1::Project>& p = **project;
+    // A project without a record (data from before projects) has no limits.
+    if (!p.ok() && !absl::IsNotFound(p.status())) return p.status();
+    return gateway->CheckSpec(
+        tool, p.ok() ? tools::ToolAllowList::FromLimits(p->limits()) : tools::ToolAllowList(), field);
   };
 }
 
@@ -48,7 +59,7 @@ absl::StatusOr<v1::Agent> AgentManager::Create(const std::string& project_id, v1
   }
   AGENTD_RETURN_IF_ERROR(
       ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); },
-                        McpCheck()));
+                        GatewayCheck(project_id)));
   FillBuiltinTools(&agent);
   agent.set_version(1);
   *agent.mutable_create_time() = NowProto();
@@ -81,7 +92,7 @@ absl::StatusOr<v1::Agent> AgentManager::Update(const std::string& project_id, v1
   AGENTD_RETURN_IF_ERROR(ValidateId("agent.agent_id", agent.agent_id()));
   AGENTD_RETURN_IF_ERROR(
       ValidateAgentSpec(agent, [this](const std::string& m) { return router_->HasModel(m); },
-                        McpCheck()));
+                        GatewayCheck(project_id)));
   FillBuiltinTools(&agent);
   // Optimistic concurrency: retry when another update moved the head in between.
   for (int attempt = 0; attempt < 16; ++attempt) {

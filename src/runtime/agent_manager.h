@@ -9,16 +9,17 @@
 #include "backend/model_router.h"
 #include "store/context_store.h"
 #include "runtime/validation.h"
-#include "tools/mcp_registry.h"
+#include "tools/tool_gateway.h"
 
 namespace agentd::runtime {
 
 class AgentManager {
  public:
-  /// `mcp` (may be null: no MCP servers) checks "mcp:..." BUILTIN tools; it outlives this.
+  /// `tools` (may be null: no tool servers) checks "mcp:..." / "http:..." BUILTIN tools against
+  /// the configuration and the project's allow-list; it outlives this.
   AgentManager(store::ContextStore* store, const backend::ModelRouter* router,
-               tools::McpRegistry* mcp = nullptr)
-      : store_(store), router_(router), mcp_(mcp) {}
+               tools::ToolGateway* tools = nullptr)
+      : store_(store), router_(router), tools_(tools) {}
 
   /// Validates and stores version 1. agent_id empty: generated ("agent_" + hex).
   absl::StatusOr<v1::Agent> Create(const std::string& project_id, v1::Agent agent);
@@ -32,11 +33,12 @@ class AgentManager {
   absl::Status Delete(const std::string& project_id, const std::string& agent_id);
 
  private:
-  McpToolCheck McpCheck() const;
+  /// Null without a gateway; else a check bound to the project's allow-list (read once).
+  McpToolCheck GatewayCheck(const std::string& project_id) const;
 
   store::ContextStore* store_;
   const backend::ModelRouter* router_;
-  tools::McpRegistry* mcp_;
+  tools::ToolGateway* tools_;
 };
 
 }  // namespace agentd::runtime

@@ -93,6 +93,11 @@ absl::Status ValidateBuiltinToolSpec(const v1::ToolSpec& tool, const std::string
         absl::StrCat(field, ": MCP tools are not available yet on this server: it has no "
                             "mcp_servers configured (\"", tool.name(), "\")"));
   }
+  if (absl::StartsWith(tool.name(), "http:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": HTTP tools are not available on this server: it has no "
+                            "http_tools configured (\"", tool.name(), "\")"));
+  }
   const BuiltinToolInfo* info = FindBuiltinTool(tool.name());
   if (info == nullptr) {
     std::vector<std::string> names;

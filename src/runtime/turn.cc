@@ -16,39 +16,74 @@
 #include "runtime/context_builder.h"
 
 namespace agentd::runtime {
+
+using nlohmann::json;
+
 namespace {
 
-// Pending calls and answers must match one to one (ids of results are unique, validated).
+// Pending calls and answers must match one to one: calls that require approval are answered by
+// approvals, the others by tool_results (ids of both are unique, validated).
 absl::Status MatchToolResults(const v1::Session& s, const v1::RunTurnRequest& request) {
+  const bool answers = !request.tool_results().empty() || !request.approvals().empty();
   std::vector<std::string> pending_ids;
   for (const v1::ToolCall& c : s.pending_tool_calls()) pending_ids.push_back(c.id());
   if (s.status() != v1::SESSION_STATUS_REQUIRES_ACTION) {
-    if (request.tool_results().empty()) return absl::OkStatus();
+    if (!answers) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(
-        "session \"", s.session_id(), "\" has no pending tool calls; unexpected result for \"",
-        request.tool_results(0).tool_call_id(), "\""));
+        "session \"", s.session_id(), "\" has no pending tool calls; unexpected ",
+        request.tool_results().empty() ? "approval" : "result", " for \"",
+        request.tool_results().empty() ? request.approvals(0).tool_call_id()
+                                       : request.tool_results(0).tool_call_id(),
+        "\""));
   }
-  if (request.tool_results().empty()) {
+  if (!answers) {
     return absl::FailedPreconditionError(
         absl::StrCat("session \"", s.session_id(), "\" is waiting for tool results for calls: ",
                      absl::StrJoin(pending_ids, ", ")));
   }
+  auto pending = [&s](const std::string& id) -> const v1::ToolCall* {
+    for (const v1::ToolCall& c : s.pending_tool_calls()) {
+      if (c.id() == id) return &c;
+    }
+    return nullptr;
+  };
   for (const v1::ToolResult& r : request.tool_results()) {
-    if (std::find(pending_ids.begin(), pending_ids.end(), r.tool_call_id()) == pending_ids.end()) {
+    const v1::ToolCall* c = pending(r.tool_call_id());
+    if (c == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
           "tool result for \"", r.tool_call_id(), "\" matches no pending tool call (pending: ",
           absl::StrJoin(pending_ids, ", "), ")"));
     }
+    if (c->requires_approval()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tool call \"", r.tool_call_id(), "\" (", c->name(),
+          ") requires approval: answer it with an approval, not a tool result"));
+    }
   }
-  if (request.tool_results_size() != static_cast<int>(pending_ids.size())) {
+  for (const v1::ToolApproval& a : request.approvals()) {
+    const v1::ToolCall* c = pending(a.tool_call_id());
+    if (c == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "approval for \"", a.tool_call_id(), "\" matches no pending tool call (pending: ",
+          absl::StrJoin(pending_ids, ", "), ")"));
+    }
+    if (!c->requires_approval()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tool call \"", a.tool_call_id(), "\" (", c->name(),
+          ") does not require approval: answer it with a tool result"));
+    }
+  }
+  if (request.tool_results_size() + request.approvals_size() !=
+      static_cast<int>(pending_ids.size())) {
     std::vector<std::string> missing;
     for (const std::string& id : pending_ids) {
       bool found = false;
       for (const v1::ToolResult& r : request.tool_results()) found |= r.tool_call_id() == id;
+      for (const v1::ToolApproval& a : request.approvals()) found |= a.tool_call_id() == id;
       if (!found) missing.push_back(id);
     }
     return absl::FailedPreconditionError(
-        absl::StrCat("missing tool results for calls: ", absl::StrJoin(missing, ", ")));
+        absl::StrCat("missing tool results or approvals for calls: ", absl::StrJoin(missing, ", ")));
   }
   return absl::OkStatus();
 }
@@ -78,6 +113,7 @@ void Turn::Begin() {
     Deliver(st, v1::TurnResult());  // nothing was appended
     return;
   }
+  RunApprovedCalls();
   RunStep();
 }
 
@@ -123,13 +159,14 @@ absl::Status Turn::Prepare() {
   for (const v1::ToolResult& r : request_.tool_results()) {
     *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = r;
   }
+  ApplyApprovals(s);
   for (const v1::InputMessage& in : request_.input()) {
     v1::Message* m = AddEvent(v1::EVENT_TYPE_MESSAGE).mutable_message();
     m->set_role(in.role() == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : in.role());
     m->set_text(in.text());
   }
   opening_events_ = turn_events_.size();
-  if (!request_.tool_results().empty()) {
+  if (!request_.tool_results().empty() || !request_.approvals().empty()) {
     answered_calls_.assign(s.pending_tool_calls().begin(), s.pending_tool_calls().end());
   }
   v1::Session* ms = record_.mutable_session();
@@ -140,48 +177,92 @@ absl::Status Turn::Prepare() {
   return absl::OkStatus();
 }
 
-void Turn::ExpandMcpTools() {
-  bool any = false;
-  for (const v1::ToolSpec& t : agent_.tools()) {
-    any |= t.kind() == v1::TOOL_KIND_BUILTIN && absl::StartsWith(t.name(), "mcp:");
+void Turn::ExpandGatewayTools() {
+  auto is_gateway = [](const v1::ToolSpec& t) {
+    return t.kind() == v1::TOOL_KIND_BUILTIN && tools::ToolGateway::Handles(t.name());
+  };
+  if (std::none_of(agent_.tools().begin(), agent_.tools().end(), is_gateway)) return;
+  if (deps_.limits != nullptr) {
+    auto limits = deps_.limits->Limits(project_id_);
+    // Unreadable limits: offer nothing rather than more than the project may use.
+    allowed_tools_ = limits.ok() ? tools::ToolAllowList::FromLimits(*limits)
+                                 : tools::ToolAllowList::Only({});
   }
-  if (!any) return;
   absl::flat_hash_set<std::string> names;  // of the agent's other tools: they win a clash
   for (const v1::ToolSpec& t : agent_.tools()) {
-    if (!absl::StartsWith(t.name(), "mcp:")) names.insert(t.name());
+    if (!is_gateway(t)) names.insert(t.name());
   }
   google::protobuf::RepeatedPtrField<v1::ToolSpec> expanded;
   for (const v1::ToolSpec& t : agent_.tools()) {
-    if (t.kind() != v1::TOOL_KIND_BUILTIN || !absl::StartsWith(t.name(), "mcp:")) {
+    if (!is_gateway(t)) {
       *expanded.Add() = t;
       continue;
     }
-    if (deps_.mcp == nullptr) {
-      spdlog::warn("agent tool {}: no MCP servers are configured; not offered", t.name());
+    if (deps_.tools == nullptr) {
+      spdlog::warn("agent tool {}: no tool servers are configured; not offered", t.name());
       continue;
     }
     std::string warning;
-    for (tools::McpToolBinding& b : deps_.mcp->Resolve(t.name(), deadline_, &warning)) {
+    for (tools::ToolBinding& b :
+         deps_.tools->Resolve(t.name(), allowed_tools_, deadline_, &warning)) {
       if (names.contains(b.model_name) || !names.insert(b.model_name).second) continue;
       v1::ToolSpec* spec = expanded.Add();
       spec->set_name(b.model_name);
       spec->set_kind(v1::TOOL_KIND_BUILTIN);
+      spec->set_requires_approval(t.requires_approval());
       // A single tool may carry the agent's own description.
-      spec->set_description(!t.description().empty() && absl::StrContains(t.name(), "/")
-                                ? t.description()
-                                : b.description);
+      const bool single = absl::StartsWith(t.name(), "http:") || absl::StrContains(t.name(), "/");
+      spec->set_description(!t.description().empty() && single ? t.description() : b.description);
       spec->set_parameters_json_schema(b.input_schema_json);
-      mcp_tools_.emplace(b.model_name, std::move(b));
+      gateway_tools_.emplace(b.model_name, std::move(b));
     }
     if (!warning.empty()) spdlog::warn("agent tool {}: {}", t.name(), warning);
   }
   *agent_.mutable_tools() = std::move(expanded);
 }
 
+void Turn::ApplyApprovals(const v1::Session& s) {
+  for (const v1::ToolApproval& a : request_.approvals()) {
+    for (const v1::ToolCall& c : s.pending_tool_calls()) {
+      if (c.id() != a.tool_call_id()) continue;
+      if (a.approved()) {
+        approved_calls_.push_back(c);
+        continue;
+      }
+      v1::ToolResult* r = AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
+      r->set_tool_call_id(c.id());
+      r->set_is_error(true);
+      r->set_output(absl::StrCat("error: the call of tool \"", c.name(),
+                                 "\" was rejected by the approver",
+                                 a.reason().empty() ? "" : absl::StrCat(": ", a.reason()),
+                                 ". Do not retry it unchanged."));
+    }
+  }
+}
+
+void Turn::RunApprovedCalls() {
+  for (const v1::ToolCall& c : approved_calls_) {
+    json args;
+    const std::string error = CheckToolCall(c, &args);
+    v1::ToolResult* r = nullptr;
+    if (!error.empty()) {
+      r = AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
+      r->set_tool_call_id(c.id());
+      r->set_is_error(true);
+      r->set_output(absl::StrCat("error: ", error));
+      continue;
+    }
+    v1::ToolResult result = RunServerTool(c, args);
+    *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = std::move(result);
+  }
+  approved_calls_.clear();
+}
+
 absl::Status Turn::PrepareAgent() {
-  ExpandMcpTools();
+  ExpandGatewayTools();
   for (const v1::ToolSpec& t : agent_.tools()) {
     tools_.emplace(t.name(), t);
+    if (t.kind() == v1::TOOL_KIND_BUILTIN && t.requires_approval()) approval_tools_.insert(t.name());
     const BuiltinToolInfo* builtin =
         t.kind() == v1::TOOL_KIND_BUILTIN ? FindBuiltinTool(t.name()) : nullptr;
     const std::string text =

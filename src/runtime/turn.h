@@ -27,6 +27,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -41,7 +42,7 @@
 #include "runtime/history_cache.h"
 #include "runtime/json_schema.h"
 #include "store/context_store.h"
-#include "tools/mcp_registry.h"
+#include "tools/tool_gateway.h"
 
 namespace agentd::metrics {
 class AgentdMetrics;
@@ -83,8 +84,8 @@ struct TurnDeps {
   /// The context window (tokens) of a configured model, 0 if unknown; null = always unknown.
   /// Used when an agent sets no ContextPolicy.max_context_tokens.
   std::function<int64_t(const std::string& model)> context_window;
-  /// The configured MCP servers (BUILTIN tools "mcp:..."); null = none.
-  tools::McpRegistry* mcp = nullptr;
+  /// Server-side tools of MCP servers and HTTP endpoints ("mcp:...", "http:..."); null = none.
+  tools::ToolGateway* tools = nullptr;
 };
 
 /// Context budget when neither the agent's policy nor the model's window gives one.
@@ -131,8 +132,14 @@ class Turn : public std::enable_shared_from_this<Turn> {
   absl::Status Prepare();
   /// Tools, schemas, validation budget and context limits of agent_ (after model_ is known).
   absl::Status PrepareAgent();
-  /// Replaces agent_'s "mcp:..." BUILTIN specs by the tools they stand for (turn-local).
-  void ExpandMcpTools();
+  /// Replaces agent_'s "mcp:..." / "http:..." BUILTIN specs by the tools they stand for
+  /// (turn-local), leaving out those the project may no longer use.
+  void ExpandGatewayTools();
+  /// Records the decisions of request_.approvals: rejected calls get an error result now,
+  /// approved ones are kept in approved_calls_ to run before the first step.
+  void ApplyApprovals(const v1::Session& s);
+  /// Runs the approved calls (first thing of Begin, on the worker).
+  void RunApprovedCalls();
   absl::Status LoadHistory(const std::string& key, int64_t last_seq);
   v1::Event& AddEvent(v1::EventType type);
   absl::Status Commit(bool final_write, const std::string& idempotency_key,
@@ -166,8 +173,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void HandleFinalAnswer(const std::string& text);
   /// Counts one invalid model answer; false (and the turn FAILED) when the budget is spent.
   bool SpendValidationRetry(const std::string& error);
-  /// Runs an MCP tool call on this (worker) thread, within the turn's deadline.
-  v1::ToolResult RunMcpTool(const v1::ToolCall& call, const nlohmann::json& args);
+  /// Runs a BUILTIN tool call (agentd's own or the gateway's) on this worker thread, within
+  /// the turn's deadline.
+  v1::ToolResult RunServerTool(const v1::ToolCall& call, const nlohmann::json& args);
   /// The error text for an invalid call, or empty if `call` may run (`*args` = its arguments).
   std::string CheckToolCall(const v1::ToolCall& call, nlohmann::json* args) const;
 
@@ -188,8 +196,12 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::string model_;
   absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
   absl::flat_hash_map<std::string, JsonSchema> arg_schemas_;  // by tool name
-  // MCP tools of this turn, by the name the model sees (tools_ holds their expanded specs).
-  absl::flat_hash_map<std::string, tools::McpToolBinding> mcp_tools_;
+  // Gateway tools of this turn, by the name the model sees (tools_ holds their expanded specs).
+  absl::flat_hash_map<std::string, tools::ToolBinding> gateway_tools_;
+  // Names (as the model sees them) of tools whose calls wait for a ToolApproval.
+  absl::flat_hash_set<std::string> approval_tools_;
+  tools::ToolAllowList allowed_tools_;  // the project's, read when the turn starts
+  std::vector<v1::ToolCall> approved_calls_;  // approved by this turn's request, not yet run
   std::optional<JsonSchema> output_schema_;
   std::vector<backend::ToolDefinition> tool_defs_;
   BuiltinToolRunner builtins_;
@@ -212,7 +224,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   // Usage of model calls not committed yet: goes into the next commit's batch.
   std::vector<store::UsageDelta> pending_usage_;
   v1::Usage pending_usage_total_;
-  std::vector<v1::ToolCall> answered_calls_;  // pending calls this turn's tool_results answer
+  std::vector<v1::ToolCall> answered_calls_;  // pending calls this turn's results/approvals answer
   std::vector<v1::ToolCall> client_calls_;    // calls the client must run (REQUIRES_ACTION)
   std::string output_text_;
   bool began_ = false;

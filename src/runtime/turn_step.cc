@@ -299,7 +299,7 @@ std::string Turn::CheckToolCall(const v1::ToolCall& call, json* args) const {
     return absl::StrCat("tool \"", call.name(), "\" is not available to this agent");
   }
   if (tool->second.kind() == v1::TOOL_KIND_BUILTIN && FindBuiltinTool(call.name()) == nullptr &&
-      !mcp_tools_.contains(call.name())) {
+      !gateway_tools_.contains(call.name())) {
     return absl::StrCat("builtin tool \"", call.name(), "\" is not available on this server");
   }
   if (JsonNestingDepth(call.arguments_json()) > kMaxJsonDepth) {
@@ -323,14 +323,17 @@ std::string Turn::CheckToolCall(const v1::ToolCall& call, json* args) const {
   return "";
 }
 
-v1::ToolResult Turn::RunMcpTool(const v1::ToolCall& call, const json& args) {
+v1::ToolResult Turn::RunServerTool(const v1::ToolCall& call, const json& args) {
+  auto gateway = gateway_tools_.find(call.name());
+  if (gateway == gateway_tools_.end()) return builtins_.Run(call, args);
   // Blocks this worker for the call (tool calls of a step run in order); Cancel() is noticed
-  // by the client's progress poll.
+  // by the HTTP client's progress poll.
   auto cancelled = [this] {
     absl::MutexLock lock(&mu_);
     return cancelled_;
   };
-  v1::ToolResult r = deps_.mcp->Call(mcp_tools_.at(call.name()), args, deadline_, cancelled);
+  v1::ToolResult r =
+      deps_.tools->Call(gateway->second, args, allowed_tools_, deadline_, cancelled);
   r.set_tool_call_id(call.id());
   return r;
 }
@@ -350,10 +353,12 @@ void Turn::HandleToolCalls(const std::vector<v1::ToolCall>& calls) {
       tr->set_is_error(true);
       continue;
     }
-    if (mcp_tools_.contains(c.name())) {
-      *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = RunMcpTool(c, args);
+    if (approval_tools_.contains(c.name())) {
+      // Not run until approved: the turn stops for it like for a client tool.
+      client_calls_.push_back(c);
+      client_calls_.back().set_requires_approval(true);
     } else if (tools_.at(c.name()).kind() == v1::TOOL_KIND_BUILTIN) {
-      *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = builtins_.Run(c, args);
+      *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = RunServerTool(c, args);
     } else {
       client_calls_.push_back(c);
     }

@@ -67,7 +67,13 @@ absl::Status ValidateTool(const v1::ToolSpec& tool, size_t index, std::set<std::
                           const McpToolCheck& mcp_check) {
   const std::string field = absl::StrCat("agent.tools[", index, "]");
   if (tool.name().empty()) return absl::InvalidArgumentError(field + ".name is required");
-  if (tool.kind() == v1::TOOL_KIND_BUILTIN && absl::StartsWith(tool.name(), "mcp:")) {
+  if (tool.requires_approval() && tool.kind() != v1::TOOL_KIND_BUILTIN) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".requires_approval applies to BUILTIN tools (a client tool is run by the caller, "
+               "who decides anyway)"));
+  }
+  if (tool.kind() == v1::TOOL_KIND_BUILTIN &&
+      (absl::StartsWith(tool.name(), "mcp:") || absl::StartsWith(tool.name(), "http:"))) {
     if (mcp_check == nullptr) return ValidateBuiltinToolSpec(tool, field);  // "not available"
     if (!names->insert(tool.name()).second) {
       return absl::InvalidArgumentError(
@@ -190,8 +196,8 @@ absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request) {
     st = ValidateId("idempotency_key", request.idempotency_key());
     if (!st.ok()) return st;
   }
-  if (request.input().empty() && request.tool_results().empty()) {
-    return absl::InvalidArgumentError("a turn needs input messages or tool_results");
+  if (request.input().empty() && request.tool_results().empty() && request.approvals().empty()) {
+    return absl::InvalidArgumentError("a turn needs input messages, tool_results or approvals");
   }
   if (request.input_size() > static_cast<int>(kMaxInputMessages)) {
     return absl::InvalidArgumentError(
@@ -224,6 +230,24 @@ absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request) {
     }
     if (r.output().size() > kMaxTextBytes) return TooLong(field + ".output", kMaxTextBytes);
     if (!IsValidUtf8(r.output())) return absl::InvalidArgumentError(field + ".output must be UTF-8");
+  }
+  if (request.approvals_size() > static_cast<int>(kMaxToolResults)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("approvals has more than ", kMaxToolResults, " entries"));
+  }
+  for (int i = 0; i < request.approvals_size(); ++i) {
+    const v1::ToolApproval& a = request.approvals(i);
+    const std::string field = absl::StrCat("approvals[", i, "]");
+    if (a.tool_call_id().empty()) return absl::InvalidArgumentError(field + ".tool_call_id is required");
+    if (a.tool_call_id().size() > 256) return TooLong(field + ".tool_call_id", 256);
+    if (!ids.insert(a.tool_call_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "approvals: more than one answer (result or approval) for tool call \"", a.tool_call_id(), "\""));
+    }
+    if (a.reason().size() > kMaxToolDescriptionBytes) {
+      return TooLong(field + ".reason", kMaxToolDescriptionBytes);
+    }
+    if (!IsValidUtf8(a.reason())) return absl::InvalidArgumentError(field + ".reason must be UTF-8");
   }
   if (request.expected_last_seq() < 0) {
     return absl::InvalidArgumentError("expected_last_seq must be >= 0");

@@ -20,11 +20,12 @@ inline constexpr int32_t kMaxValidationRetries = 10;
 /// sets). `model_exists` answers whether a model name is routable. Tool parameter schemas and
 /// output_schema_json must compile in the supported JSON Schema subset (json_schema.h); BUILTIN
 /// tools must be agentd's (builtin_tools.h).
-/// Checks a BUILTIN "mcp:..." ToolSpec (McpRegistry::CheckSpec); `field` names it in errors.
+/// Checks a BUILTIN "mcp:..." / "http:..." ToolSpec (ToolGateway::CheckSpec, with the project's
+/// allow-list); `field` names it in errors.
 using McpToolCheck =
     std::function<absl::Status(const v1::ToolSpec& tool, const std::string& field)>;
 
-/// `mcp_check` null: "mcp:..." tools are refused (no MCP servers on this server).
+/// `mcp_check` null: "mcp:..." and "http:..." tools are refused (no tool servers configured).
 absl::Status ValidateAgentSpec(const v1::Agent& agent,
                                const std::function<bool(const std::string&)>& model_exists,
                                const McpToolCheck& mcp_check = nullptr);

@@ -41,12 +41,36 @@ struct ModelConfig {
   PriceConfig price;
 };
 
+/// Per-tool settings of a server-side tool (an MCP server's `tools:` entries; an HTTP tool's own).
+struct ToolSettingsConfig {
+  int64_t timeout_ms = 0;        // 0 = the server's timeout_ms
+  int32_t max_concurrency = 0;   // calls in flight at once, 0 = no limit of its own
+  bool idempotent = false;       // failed calls may be retried
+};
+
 struct McpServerConfig {
   std::string name;
   std::string url;
   std::map<std::string, std::string> headers;
   int64_t timeout_ms = 30000;
   std::vector<std::string> allowed_tools;
+  int32_t max_concurrency = 0;   // calls in flight to this server at once, 0 = no limit
+  int32_t retries = 2;           // extra attempts of an idempotent tool's failed call, 0..10
+  std::map<std::string, ToolSettingsConfig> tools;  // by the server's tool name
+};
+
+/// An HTTP endpoint lent to agents as BUILTIN tool "http:<name>" (docs/tools.md).
+struct HttpToolConfig {
+  std::string name;
+  std::string description;
+  std::string method = "POST";                 // GET | POST | PUT | PATCH | DELETE
+  std::string url;                             // template with {argument} placeholders
+  std::map<std::string, std::string> headers;  // values may be "env:NAME"
+  std::string parameters_json_schema;          // JSON Schema object of the arguments
+  int64_t timeout_ms = 30000;
+  int32_t max_concurrency = 0;
+  bool idempotent = false;
+  int32_t retries = 2;
 };
 
 struct RouterConfig {
@@ -94,6 +118,7 @@ struct Config {
   std::vector<BackendConfig> backends;
   std::vector<ModelConfig> models;
   std::vector<McpServerConfig> mcp_servers;
+  std::vector<HttpToolConfig> http_tools;
   // Server-side tool outputs longer than this are cut, with a visible marker, 1 KiB..16 MiB.
   int64_t max_tool_result_bytes = 64 * 1024;
 };

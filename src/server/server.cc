@@ -21,6 +21,7 @@
 #include "metrics/agentd_metrics.h"
 #include "openai/door.h"
 #include "rpc/admin_service.h"
+#include "rpc/tool_service.h"
 #include "rpc/agent_service.h"
 #include "rpc/memory_service.h"
 #include "rpc/project_service.h"
@@ -35,7 +36,7 @@
 #include "server/observability.h"
 #include "server/probe_health.h"
 #include "server/tls.h"
-#include "tools/mcp_registry.h"
+#include "tools/tool_gateway.h"
 #include "store/rocksdb_store.h"
 
 namespace agentd::server {
@@ -48,23 +49,58 @@ struct AgentdServer::ShutdownState {
   std::thread sweeper;
 };
 
-std::unique_ptr<tools::McpRegistry> BuildMcpRegistry(const Config& config) {
-  tools::McpRegistryOptions o;
+namespace {
+
+// "env:NAME" header values come from the environment (ValidateConfig checked they are set).
+std::map<std::string, std::string> ResolveHeaders(const std::map<std::string, std::string>& in) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : in) {
+    const bool from_env = absl::StartsWith(value, "env:");
+    const char* env = from_env ? std::getenv(value.substr(4).c_str()) : nullptr;
+    out[name] = from_env ? std::string(env == nullptr ? "" : env) : value;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<tools::ToolGateway>> BuildToolGateway(const Config& config) {
+  tools::ToolGatewayOptions o;
   o.max_result_bytes = static_cast<size_t>(config.max_tool_result_bytes);
+  o.mcp.max_result_bytes = o.max_result_bytes;
   for (const McpServerConfig& c : config.mcp_servers) {
     tools::McpServerOptions s;
     s.name = c.name;
     s.url = c.url;
     s.timeout = absl::Milliseconds(c.timeout_ms);
     s.allowed_tools = c.allowed_tools;
-    // Secrets come from the environment (ValidateConfig checked they are set); never logged.
-    for (const auto& [name, value] : c.headers) {
-      const char* env = absl::StartsWith(value, "env:") ? std::getenv(value.substr(4).c_str()) : nullptr;
-      s.headers[name] = absl::StartsWith(value, "env:") ? std::string(env == nullptr ? "" : env) : value;
+    s.headers = ResolveHeaders(c.headers);  // secrets: never logged
+    o.mcp.servers.push_back(std::move(s));
+    tools::McpServerPolicy& p = o.mcp_policy[c.name];
+    p.max_concurrency = c.max_concurrency;
+    p.retries = c.retries;
+    for (const auto& [tool, t] : c.tools) {
+      tools::ToolSettings& ts = p.tools[tool];
+      ts.timeout = t.timeout_ms > 0 ? absl::Milliseconds(t.timeout_ms) : absl::ZeroDuration();
+      ts.max_concurrency = t.max_concurrency;
+      ts.idempotent = t.idempotent;
     }
-    o.servers.push_back(std::move(s));
   }
-  return std::make_unique<tools::McpRegistry>(std::move(o));
+  for (const HttpToolConfig& c : config.http_tools) {
+    tools::HttpToolEntry e;
+    e.options.name = c.name;
+    e.options.description = c.description;
+    e.options.method = c.method;
+    e.options.url = c.url;
+    e.options.headers = ResolveHeaders(c.headers);
+    e.options.parameters_json_schema = c.parameters_json_schema;
+    e.settings.timeout = absl::Milliseconds(c.timeout_ms);
+    e.settings.max_concurrency = c.max_concurrency;
+    e.settings.idempotent = c.idempotent;
+    e.retries = c.retries;
+    o.http.push_back(std::move(e));
+  }
+  return tools::ToolGateway::Create(std::move(o));
 }
 
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(
@@ -195,11 +231,15 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   deps.context_window = [r = server->router_.get()](const std::string& model) {
     return r->ContextWindow(model);
   };
-  // Without mcp_servers there is no registry: "mcp:" tools are refused at agent create.
-  if (!cfg.mcp_servers.empty()) server->mcp_ = BuildMcpRegistry(cfg);
-  deps.mcp = server->mcp_.get();
+  // Without tool servers there is no gateway: "mcp:" / "http:" tools are refused at agent create.
+  if (!cfg.mcp_servers.empty() || !cfg.http_tools.empty()) {
+    auto gateway = BuildToolGateway(cfg);
+    if (!gateway.ok()) return gateway.status();
+    server->tools_ = *std::move(gateway);
+  }
+  deps.tools = server->tools_.get();
   server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get(),
-                                                            server->mcp_.get());
+                                                            server->tools_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
@@ -221,12 +261,14 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
       std::make_unique<rpc::ProjectServiceImpl>(server->projects_.get(), authn);
   server->admin_service_ = std::make_unique<rpc::AdminServiceImpl>(
       server->store_.get(), authn, server->audit_.get(), cfg.backup_dir);
+  server->tool_service_ =
+      std::make_unique<rpc::ToolServiceImpl>(server->tools_.get(), server->limits_.get(), authn);
 
   grpc::EnableDefaultHealthCheckService(true);
   server->reflection_service_ = std::make_unique<rpc::ReflectionService>(
       std::vector<std::string>{"agentd.v1.AgentService", "agentd.v1.SessionService",
                                "agentd.v1.MemoryService", "agentd.v1.ProjectService",
-                               "agentd.v1.AdminService",
+                               "agentd.v1.AdminService", "agentd.v1.ToolService",
                                "grpc.health.v1.Health"},
       authn);
   grpc::ServerBuilder builder;
@@ -238,6 +280,7 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   builder.RegisterService(server->memory_service_.get());
   builder.RegisterService(server->project_service_.get());
   builder.RegisterService(server->admin_service_.get());
+  builder.RegisterService(server->tool_service_.get());
   builder.RegisterService(server->reflection_service_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {

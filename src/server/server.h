@@ -46,13 +46,14 @@ class MemoryManager;
 class SessionManager;
 }  // namespace agentd::runtime
 namespace agentd::tools {
-class McpRegistry;
+class ToolGateway;
 }  // namespace agentd::tools
 namespace agentd::rpc {
 class AgentServiceImpl;
 class MemoryServiceImpl;
 class ProjectServiceImpl;
 class AdminServiceImpl;
+class ToolServiceImpl;
 class ReflectionService;
 class SessionServiceImpl;
 }  // namespace agentd::rpc
@@ -114,7 +115,7 @@ class AgentdServer {
   std::unique_ptr<runtime::EventHub> hub_;
   std::unique_ptr<runtime::HistoryCache> history_;
   // Before agents_ and sessions_ (and executor_): turns call it until they are gone.
-  std::unique_ptr<tools::McpRegistry> mcp_;
+  std::unique_ptr<tools::ToolGateway> tools_;
   std::unique_ptr<runtime::AgentManager> agents_;
   std::unique_ptr<runtime::SessionManager> sessions_;
   std::unique_ptr<runtime::MemoryManager> memory_;
@@ -125,6 +126,7 @@ class AgentdServer {
   std::unique_ptr<rpc::MemoryServiceImpl> memory_service_;
   std::unique_ptr<rpc::ProjectServiceImpl> project_service_;
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
+  std::unique_ptr<rpc::ToolServiceImpl> tool_service_;
   std::unique_ptr<rpc::ReflectionService> reflection_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   // health_listen: a second, plaintext server with only grpc.health.v1 (no API key, no data),
@@ -139,7 +141,9 @@ class AgentdServer {
 };
 
 /// The MCP servers of the config, with "env:NAME" header values read from the environment.
-std::unique_ptr<tools::McpRegistry> BuildMcpRegistry(const Config& config);
+/// The gateway of config.mcp_servers and config.http_tools (INVALID_ARGUMENT for an unusable
+/// HTTP tool template or schema, naming http_tools[i]).
+absl::StatusOr<std::unique_ptr<tools::ToolGateway>> BuildToolGateway(const Config& config);
 
 /// Builds the router from the config's backends and models.
 absl::StatusOr<std::unique_ptr<backend::ModelRouter>> BuildRouter(

@@ -19,13 +19,6 @@ namespace {
 
 constexpr size_t kMaxModelToolName = 64;
 
-v1::ToolResult ErrorResult(const std::string& text) {
-  v1::ToolResult r;
-  r.set_output(absl::StrCat("error: ", text));
-  r.set_is_error(true);
-  return r;
-}
-
 // j[key] if it is a string, else "" (server JSON is never trusted to have the right types:
 // nlohmann's value() would throw).
 std::string Str(const json& j, const char* key) {
@@ -114,8 +107,9 @@ bool McpRegistry::Allowed(const Server& s, const std::string& tool) const {
   return allowed.empty() || std::find(allowed.begin(), allowed.end(), tool) != allowed.end();
 }
 
-absl::StatusOr<std::vector<McpTool>> McpRegistry::Tools(Server* s, absl::Time deadline) {
-  {
+absl::StatusOr<std::vector<McpTool>> McpRegistry::Tools(Server* s, absl::Time deadline,
+                                                        bool refresh) {
+  if (!refresh) {
     absl::MutexLock lock(&s->mu);
     if (s->listed && s->generation == s->client->tools_generation() &&
         absl::Now() - s->listed_at < kToolsCacheTtl) {
@@ -240,38 +234,33 @@ std::string McpRegistry::ResultText(const McpCallResult& result) {
   return absl::StrJoin(parts, "\n");
 }
 
-v1::ToolResult McpRegistry::Call(const McpToolBinding& tool, const json& arguments,
-                                 absl::Time deadline, const std::function<bool()>& cancelled) {
-  const auto start = std::chrono::steady_clock::now();
-  v1::ToolResult r;
+absl::StatusOr<McpCallResult> McpRegistry::CallTool(const McpToolBinding& tool,
+                                                    const json& arguments, absl::Time deadline,
+                                                    const std::function<bool()>& cancelled) {
   Server* s = Find(tool.server);
   if (s == nullptr) {
-    r = ErrorResult(absl::StrCat("MCP server \"", tool.server, "\" is not configured"));
-  } else if (!Allowed(*s, tool.tool)) {
-    r = ErrorResult(absl::StrCat("tool \"", tool.tool, "\" of MCP server \"", tool.server,
-                                 "\" is not allowed"));
-  } else {
-    const absl::Time now = absl::Now();
-    const absl::Time call_deadline = std::min(deadline, now + s->options.timeout);
-    const absl::Duration budget = call_deadline - now;
-    auto result = s->client->CallTool(tool.tool, arguments, call_deadline, cancelled);
-    if (result.ok()) {
-      r.set_output(ResultText(*result));
-      r.set_is_error(result->is_error);
-    } else if (absl::IsDeadlineExceeded(result.status())) {
-      r = ErrorResult(absl::StrCat("tool \"", tool.tool, "\" of MCP server \"", tool.server,
-                                   "\" did not answer within ", absl::ToInt64Milliseconds(budget),
-                                   " ms; the call was cancelled"));
-    } else {
-      r = ErrorResult(std::string(result.status().message()));
-    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("MCP server \"", tool.server, "\" is not configured"));
   }
-  if (Truncate(r.mutable_output(), max_result_bytes_)) r.set_truncated(true);
-  r.set_served_by(absl::StrCat("mcp:", tool.server));
-  r.set_duration_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count());
-  return r;
+  if (!Allowed(*s, tool.tool)) {
+    return absl::FailedPreconditionError(absl::StrCat("tool \"", tool.tool, "\" of MCP server \"",
+                                                      tool.server, "\" is not allowed"));
+  }
+  return s->client->CallTool(tool.tool, arguments, deadline, cancelled);
+}
+
+absl::StatusOr<std::vector<McpTool>> McpRegistry::ListTools(const std::string& server,
+                                                            absl::Time deadline, bool refresh) {
+  Server* s = Find(server);
+  if (s == nullptr) {
+    return absl::NotFoundError(absl::StrCat("MCP server \"", server, "\" is not configured"));
+  }
+  return Tools(s, deadline, refresh);
+}
+
+const McpServerOptions* McpRegistry::options(const std::string& server) {
+  Server* s = Find(server);
+  return s == nullptr ? nullptr : &s->options;
 }
 
 }  // namespace agentd::tools

@@ -11,13 +11,12 @@
 // kToolsCacheTtl, when the server announces notifications/tools/list_changed, or when a new
 // session starts. allowed_tools (empty = all) is applied to every list and every call.
 //
-// Results: the text content blocks of a tools/call result, joined by newlines, are the
-// ToolResult's output; other blocks become a one-line placeholder ("[image image/png, 1234 bytes
-// of base64 omitted]"), and structuredContent is used when there is no content. isError →
-// is_error. Output longer than max_result_bytes is cut (at a UTF-8 boundary) and ends with a
-// visible marker "[agentd: output truncated: N of M bytes shown]"; the result is flagged
-// `truncated`. Failures (server down, timeout, protocol errors) are results with is_error, so
-// the model can go on. Every result carries served_by ("mcp:<server>") and duration_ms.
+// Results (ResultText): the text content blocks of a tools/call result, joined by newlines;
+// other blocks become a one-line placeholder ("[image image/png, 1234 bytes of base64
+// omitted]"), and structuredContent is used when there is no content. Truncate() cuts output
+// longer than a cap (at a UTF-8 boundary) and ends it with a visible marker "[agentd: output
+// truncated: N of M bytes shown]". Timeouts, limits, retries, allow-lists of projects and the
+// ToolResult itself are ToolGateway's (tool_gateway.h).
 //
 // Threading: thread-safe; calls block the calling thread (a turn worker).
 #pragma once
@@ -88,10 +87,17 @@ class McpRegistry {
   std::vector<McpToolBinding> Resolve(const std::string& spec_name, absl::Time deadline,
                                       std::string* warning);
 
-  /// Calls the tool (arguments already validated) within min(deadline, now + server timeout).
-  /// Never fails: errors are results with is_error (see the header comment).
-  v1::ToolResult Call(const McpToolBinding& tool, const nlohmann::json& arguments,
-                      absl::Time deadline, const std::function<bool()>& cancelled);
+  /// Calls the tool (arguments already validated) by `deadline` (the caller applies timeouts:
+  /// ToolGateway). A tool outside allowed_tools or an unknown server is FAILED_PRECONDITION;
+  /// otherwise McpClient::CallTool's statuses (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED...).
+  absl::StatusOr<McpCallResult> CallTool(const McpToolBinding& tool, const nlohmann::json& arguments,
+                                         absl::Time deadline, const std::function<bool()>& cancelled);
+
+  /// The server's allowed tools: the cache unless `refresh` or stale, else tools/list.
+  absl::StatusOr<std::vector<McpTool>> ListTools(const std::string& server, absl::Time deadline,
+                                                 bool refresh);
+  /// The configured options of a server (null if unknown).
+  const McpServerOptions* options(const std::string& server);
 
   /// The client of a server (null if unknown). For tests and `tools list`.
   McpClient* client(const std::string& server);
@@ -114,8 +120,8 @@ class McpRegistry {
 
   Server* Find(const std::string& name);
   bool Allowed(const Server& s, const std::string& tool) const;
-  /// The server's allowed tools, from the cache or a fresh tools/list.
-  absl::StatusOr<std::vector<McpTool>> Tools(Server* s, absl::Time deadline);
+  /// The server's allowed tools, from the cache (unless `refresh`) or a fresh tools/list.
+  absl::StatusOr<std::vector<McpTool>> Tools(Server* s, absl::Time deadline, bool refresh = false);
 
   const size_t max_result_bytes_;
   const absl::Duration validate_timeout_;

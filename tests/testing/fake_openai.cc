@@ -7,6 +7,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <ctime>
 #include <mutex>
 #include <stdexcept>
@@ -268,6 +270,7 @@ struct FakeOpenAiServer::Call {
   Stage stage = Stage::kStart;
   std::vector<std::string> frames;  // streaming: SSE frames; frames[next..] are still to send
   size_t next = 0;
+  size_t first_content_frame = SIZE_MAX;  // streaming: index of the first content delta
 };
 
 FakeOpenAiServer::FakeOpenAiServer() {
@@ -296,7 +299,10 @@ FakeOpenAiServer::FakeOpenAiServer() {
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
   const int one = 1;
+  // TCP_NODELAY (inherited by accepted connections), as real providers' front ends do: without
+  // it a stream's small chunks wait for the client's delayed ACK (up to 40 ms late).
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
       bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 65535) != 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
       evhttp_accept_socket_with_handle(http_, fd) == nullptr) {
@@ -376,6 +382,11 @@ int FakeOpenAiServer::max_in_flight() const {
 void FakeOpenAiServer::set_record_requests(bool on) {
   absl::MutexLock lock(&mu_);
   record_ = on;
+}
+
+FakeOpenAiServer::FirstContent FakeOpenAiServer::first_content() const {
+  absl::MutexLock lock(&mu_);
+  return first_content_;
 }
 
 void FakeOpenAiServer::OnStop(int, short, void* arg) {
@@ -543,6 +554,11 @@ void FakeOpenAiServer::SendNonStreaming(Call* call) {
 
 void FakeOpenAiServer::StartStream(Call* call) {
   call->frames = StreamFrames(call->meta, call->reply, call->include_usage);
+  // StreamFrames: the role frame, then the content pieces (if any).
+  const FakeMode mode = call->reply.mode;
+  if ((mode == FakeMode::kOk || mode == FakeMode::kCutMidStream) && !call->reply.text.empty()) {
+    call->first_content_frame = 1;
+  }
   AddHeader(call->req, "Content-Type", "text/event-stream");
   AddHeader(call->req, "Cache-Control", "no-cache");
   evhttp_send_reply_start(call->req, 200, "OK");  // chunked: no Content-Length set
@@ -557,6 +573,12 @@ void FakeOpenAiServer::SendNextStreamChunks(Call* call) {
   do {
     const std::string& frame = call->frames[call->next++];
     evbuffer_add(buf, frame.data(), frame.size());
+    if (call->next - 1 == call->first_content_frame) {
+      const auto now = std::chrono::steady_clock::now();
+      absl::MutexLock lock(&mu_);
+      ++first_content_.count;
+      first_content_.at = now;
+    }
     if (cut && call->next == call->frames.size()) {
       // Last frame of a cut stream: close (no terminating chunk) once it is written.
       evhttp_send_reply_chunk_with_cb(call->req, buf, &FakeOpenAiServer::OnFlushed, call);

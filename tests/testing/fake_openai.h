@@ -3,6 +3,7 @@
 // are timers, so thousands of concurrent slow requests cost no threads and no blocking sleeps.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -96,6 +97,15 @@ class FakeOpenAiServer {
   /// Benchmarks turn recording of bodies and headers off; counters keep running.
   void set_record_requests(bool on);
 
+  /// Streamed replies that have sent their first content delta, and when the latest of them
+  /// handed that chunk to its connection (steady clock, taken just before; the loop writes it to
+  /// the socket on its next turn). Counted even when recording is off. For latency benchmarks.
+  struct FirstContent {
+    int count = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  FirstContent first_content() const;
+
  private:
   struct Call;
 
@@ -130,6 +140,7 @@ class FakeOpenAiServer {
   int count_ ABSL_GUARDED_BY(mu_) = 0;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  FirstContent first_content_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace agentd::testing
