@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "mcp/everything_server.h"
 #include "testing/free_port.h"
@@ -247,6 +248,50 @@ TEST_F(McpEverythingTest, SlowToolPastTheTurnDeadlineFailsTheTurnWithTheCallReco
   EXPECT_TRUE(results[0].is_error());
   EXPECT_THAT(results[0].output(), HasSubstr("cancelled"));
   EXPECT_LT(results[0].duration_ms(), 5000);
+}
+
+TEST_F(McpEverythingTest, CancelTurnDuringAToolCallStopsItPromptly) {
+  const std::string session = NewSession({"mcp:all/trigger-long-running-operation"});
+  Push({Call("c1", "mcp__all__trigger-long-running-operation", R"({"duration":20,"steps":4})")});
+  v1::RunTurnRequest req;
+  req.set_session_id(session);
+  req.add_input()->set_text("go");
+  grpc::Status turn_status;
+  v1::TurnResult turn_result;
+  std::thread turn([&] { turn_status = harness_->sessions().RunTurn(Ctx(30).get(), req, &turn_result); });
+  // Wait until the tool call is in flight (the server has the call), then cancel the turn.
+  v1::Session s;
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        v1::GetSessionRequest get;
+        get.set_session_id(session);
+        return harness_->sessions().GetSession(Ctx().get(), get, &s).ok() &&
+               s.status() == v1::SESSION_STATUS_RUNNING && !harness_->scripted().requests().empty();
+      },
+      absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(300));  // let the tools/call request reach the server
+  const absl::Time cancel_at = absl::Now();
+  v1::CancelTurnRequest cancel;
+  cancel.set_session_id(session);
+  v1::TurnResult cancelled;
+  grpc::Status st = harness_->sessions().CancelTurn(Ctx().get(), cancel, &cancelled);
+  turn.join();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  // The blocking tools/call noticed the cancellation within curl's progress poll (~1 s), not
+  // after the operation's 20 s.
+  EXPECT_LT(absl::Now() - cancel_at, absl::Seconds(4));
+  EXPECT_EQ(cancelled.status(), v1::TURN_STATUS_CANCELLED);
+  ASSERT_TRUE(turn_status.ok()) << turn_status.error_message();
+  EXPECT_EQ(turn_result.status(), v1::TURN_STATUS_CANCELLED);
+  v1::GetSessionRequest get;
+  get.set_session_id(session);
+  ASSERT_TRUE(harness_->sessions().GetSession(Ctx().get(), get, &s).ok());
+  EXPECT_NE(s.status(), v1::SESSION_STATUS_RUNNING);
+  // The session goes on afterwards.
+  Push({}, "next");
+  v1::TurnResult next;
+  ASSERT_TRUE(harness_->Send(session, "again", &next).ok());
+  EXPECT_EQ(next.status(), v1::TURN_STATUS_COMPLETED);
 }
 
 TEST_F(McpEverythingTest, LargeOutputIsTruncatedVisibly) {

@@ -169,6 +169,12 @@ class Session {
   /// Answers pending tool calls by hand (one RunTurn with tool_results, no loop).
   absl::StatusOr<v1::TurnResult> SubmitToolResults(const std::vector<v1::ToolResult>& results,
                                                    const RunOptions& options = {});
+  /// Answers pending calls by hand: client tools with `results`, and calls with
+  /// requires_approval (Run/Stream stop at them) with `approvals` (approved: agentd runs the
+  /// tool; rejected: the model is told). One RunTurn, no loop.
+  absl::StatusOr<v1::TurnResult> Submit(const std::vector<v1::ToolResult>& results,
+                                        const std::vector<v1::ToolApproval>& approvals,
+                                        const RunOptions& options = {});
   /// Cancels the running turn.
   absl::StatusOr<v1::TurnResult> Cancel();
 

@@ -113,7 +113,7 @@ void Turn::Begin() {
     Deliver(st, v1::TurnResult());  // nothing was appended
     return;
   }
-  RunApprovedCalls();
+  if (!RunApprovedCalls()) return;
   RunStep();
 }
 
@@ -240,7 +240,8 @@ void Turn::ApplyApprovals(const v1::Session& s) {
   }
 }
 
-void Turn::RunApprovedCalls() {
+bool Turn::RunApprovedCalls() {
+  if (approved_calls_.empty()) return true;
   for (const v1::ToolCall& c : approved_calls_) {
     json args;
     const std::string error = CheckToolCall(c, &args);
@@ -256,6 +257,13 @@ void Turn::RunApprovedCalls() {
     *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = std::move(result);
   }
   approved_calls_.clear();
+  // Like a step's tool calls: results and state writes are durable before the model sees them.
+  absl::Status st = CommitStep();
+  if (!st.ok()) {
+    Deliver(st, v1::TurnResult());
+    return false;
+  }
+  return true;
 }
 
 absl::Status Turn::PrepareAgent() {

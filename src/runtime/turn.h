@@ -138,8 +138,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   /// Records the decisions of request_.approvals: rejected calls get an error result now,
   /// approved ones are kept in approved_calls_ to run before the first step.
   void ApplyApprovals(const v1::Session& s);
-  /// Runs the approved calls (first thing of Begin, on the worker).
-  void RunApprovedCalls();
+  /// Runs the approved calls and commits their results (first thing of Begin, on the worker);
+  /// false when the commit failed and the turn was delivered.
+  bool RunApprovedCalls();
   absl::Status LoadHistory(const std::string& key, int64_t last_seq);
   v1::Event& AddEvent(v1::EventType type);
   absl::Status Commit(bool final_write, const std::string& idempotency_key,

@@ -101,8 +101,10 @@ bool TurnLoop::Advance(const v1::TurnResult& turn) {
   }
   if (rounds_ >= options_.max_tool_rounds) return false;
   // Answer all or nothing: the server wants every pending call answered in one request, and a
-  // call without a handler is the caller's to answer (SubmitToolResults).
+  // call without a handler is the caller's to answer (SubmitToolResults); so is a call waiting
+  // for approval (Submit with approvals), which no handler may answer.
   for (const v1::ToolCall& call : turn.required_tool_calls()) {
+    if (call.requires_approval()) return false;
     if (tools_ == nullptr || tools_->Find(call.name()) == nullptr) return false;
   }
   ++rounds_;
@@ -230,9 +232,16 @@ std::unique_ptr<TurnStream> Session::StartStream(const std::string& text, const 
 
 absl::StatusOr<v1::TurnResult> Session::SubmitToolResults(
     const std::vector<v1::ToolResult>& results, const RunOptions& options) {
+  return Submit(results, {}, options);
+}
+
+absl::StatusOr<v1::TurnResult> Session::Submit(const std::vector<v1::ToolResult>& results,
+                                               const std::vector<v1::ToolApproval>& approvals,
+                                               const RunOptions& options) {
   v1::RunTurnRequest req;
   req.set_session_id(id_);
   for (const v1::ToolResult& r : results) *req.add_tool_results() = r;
+  for (const v1::ToolApproval& a : approvals) *req.add_approvals() = a;
   req.set_idempotency_key(options.idempotency_key.empty() ? NewIdempotencyKey()
                                                           : options.idempotency_key);
   req.set_on_busy(options.on_busy);

@@ -85,14 +85,30 @@ def _tool_results(results: Optional[Iterable[Any]]) -> List[common_pb2.ToolResul
     return out
 
 
+def _approvals(approvals: Optional[Iterable[Any]]) -> List[common_pb2.ToolApproval]:
+    """ToolApproval protos from protos, dicts, or bare call ids (approved)."""
+    out = []
+    for a in approvals or ():
+        if isinstance(a, common_pb2.ToolApproval):
+            out.append(a)
+        elif isinstance(a, dict):
+            out.append(common_pb2.ToolApproval(**a))
+        elif isinstance(a, str):
+            out.append(common_pb2.ToolApproval(tool_call_id=a, approved=True))
+        else:
+            raise TypeError("approvals items must be ToolApproval, dict or a call id")
+    return out
+
+
 def run_tool_calls(calls: Sequence[common_pb2.ToolCall],
                    tools: Dict[str, Tool]) -> Optional[List[common_pb2.ToolResult]]:
-    """Runs each call's tool; None (nothing run) if any call names a tool not in `tools`.
+    """Runs each call's tool; None (nothing run) if any call names a tool not in `tools` or
+    waits for approval (answer those with ``approvals=``).
 
     A tool that raises, or whose arguments do not fit, yields an is_error result carrying the
     message, so the model sees what went wrong and the loop goes on.
     """
-    if any(c.name not in tools for c in calls):
+    if any(c.requires_approval or c.name not in tools for c in calls):
         return None
     results = []
     for call in calls:
@@ -112,7 +128,8 @@ class _TurnLoop:
     each with its own idempotency key (`<key>`, `<key>.1`, `<key>.2`, ...)."""
 
     def __init__(self, session: "Session", input, tool_results, tools, max_tool_rounds,
-                 idempotency_key, on_busy, model_override, expected_last_seq, role):
+                 idempotency_key, on_busy, model_override, expected_last_seq, role,
+                 approvals=None):
         if on_busy not in _BUSY:
             raise ValueError(f"on_busy must be 'reject' or 'enqueue', got {on_busy!r}")
         if max_tool_rounds < 0:
@@ -129,6 +146,7 @@ class _TurnLoop:
             session_id=session.session_id,
             input=_input_messages(input, role),
             tool_results=_tool_results(tool_results),
+            approvals=_approvals(approvals),
             idempotency_key=self.base_key,
             expected_last_seq=expected_last_seq,
             on_busy=self.on_busy,
@@ -238,7 +256,7 @@ class Session:
             max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
             idempotency_key: Optional[str] = None, on_busy: Optional[str] = None,
             model_override: str = "", expected_last_seq: int = 0,
-            role: str = "user") -> RunResult:
+            role: str = "user", approvals: Optional[Iterable] = None) -> RunResult:
         """Runs a turn and, while it requires action, the client tools it asks for.
 
         For each required tool call the function of that name in `tools` is called with the
@@ -249,10 +267,13 @@ class Session:
 
         Each turn carries an idempotency key (`idempotency_key`, or one the SDK generates) and
         is retried after UNAVAILABLE with the same key, so it runs at most once on the server.
-        `tool_results` answers a turn that stopped with REQUIRES_ACTION earlier.
+        `tool_results` answers a turn that stopped with REQUIRES_ACTION earlier. A call of a
+        server tool marked requires_approval also stops the loop (its `requires_approval` is
+        set); answer it with `approvals` (call ids to approve, or ToolApproval / dicts with
+        ``approved=False`` and a ``reason`` to reject).
         """
         loop = _TurnLoop(self, input, tool_results, tools, max_tool_rounds, idempotency_key,
-                         on_busy, model_override, expected_last_seq, role)
+                         on_busy, model_override, expected_last_seq, role, approvals)
         while True:
             turn = self._call("RunTurn", loop.request, retry=True, retry_aborted=True)
             if not loop.advance(turn):
@@ -263,12 +284,12 @@ class Session:
                max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
                idempotency_key: Optional[str] = None, on_busy: Optional[str] = None,
                model_override: str = "", expected_last_seq: int = 0,
-               role: str = "user") -> TurnStream:
+               role: str = "user", approvals: Optional[Iterable] = None) -> TurnStream:
         """Like run(), streamed: iterate the returned TurnStream for TurnEvent protos of every
         round; its `result` is the RunResult once iteration is over."""
         return TurnStream(_TurnLoop(self, input, tool_results, tools, max_tool_rounds,
                                     idempotency_key, on_busy, model_override, expected_last_seq,
-                                    role))
+                                    role, approvals))
 
     def cancel(self) -> RunResult:
         """Cancels the running turn; returns its final result. FailedPrecondition if none runs."""

@@ -121,10 +121,11 @@ def tool(fn: Optional[Callable] = None, *, name: Optional[str] = None,
     return Tool(fn, name=name, description=description)
 
 
-def builtin_tool(name: str) -> agent_pb2.ToolSpec:
+def builtin_tool(name: str, requires_approval: bool = False) -> agent_pb2.ToolSpec:
     """A ToolSpec for a tool agentd runs itself (kind BUILTIN, e.g. "memory_search",
     "memory_put", "state_get", "state_put"); pass it in create_agent(tools=[...])."""
-    return agent_pb2.ToolSpec(name=name, kind=agent_pb2.TOOL_KIND_BUILTIN)
+    return agent_pb2.ToolSpec(name=name, kind=agent_pb2.TOOL_KIND_BUILTIN,
+                              requires_approval=requires_approval)
 
 
 def as_tool(obj: Any) -> Tool:

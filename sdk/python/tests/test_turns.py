@@ -136,3 +136,41 @@ def test_stream_plain_text(client, unique):
     assert "".join(deltas) == "good morning"
     assert stream.result.output_text == "good morning"
     assert stream.result.status == "completed"
+
+
+def test_approval_of_a_server_tool(client, unique):
+    # state_put runs inside agentd, but only once approved.
+    agent = _agent(client, unique, [agentd.builtin_tool("state_put", requires_approval=True)])
+    session = client.create_session(agent)
+    first = session.run('/tool state_put {"key": "plan", "value": "ship it"}')
+    assert first.status == agentd.TurnStatus.REQUIRES_ACTION
+    call = first.required_tool_calls[0]
+    assert call.requires_approval and call.name == "state_put"
+    assert session.list_state() == []  # nothing ran
+
+    rejected = session.run(approvals=[{"tool_call_id": call.id, "approved": False,
+                                       "reason": "not now"}])
+    assert rejected.status == "completed", rejected.error
+    assert "rejected by the approver: not now" in rejected.output_text
+
+    again = session.run('/tool state_put {"key": "plan", "value": "ship it"}')
+    assert again.status == agentd.TurnStatus.REQUIRES_ACTION
+    done = session.run(approvals=[again.required_tool_calls[0].id])
+    assert done.status == "completed", done.error
+    results = [e.tool_result for e in done.events
+               if e.type == common_pb2.EVENT_TYPE_TOOL_RESULT]
+    assert len(results) == 1 and not results[0].is_error, results
+    assert [e.key for e in session.list_state()] == ["plan"]
+
+
+def test_a_tool_result_for_an_approval_call_is_refused(client, unique):
+    agent = _agent(client, unique, [agentd.builtin_tool("state_put", requires_approval=True)])
+    session = client.create_session(agent)
+    first = session.run('/tool state_put {"key": "k", "value": "v"}')
+    call = first.required_tool_calls[0]
+    try:
+        session.run(tool_results=[{"tool_call_id": call.id, "output": "faked"}])
+    except agentd.FailedPrecondition as e:
+        assert "requires approval" in e.message
+    else:
+        raise AssertionError("a tool result must not answer a call waiting for approval")
