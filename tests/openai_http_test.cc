@@ -235,6 +235,58 @@ TEST_F(OpenAiHttpTest, FunctionToolRoundTrip) {
   EXPECT_EQ(GetSession(session).status(), v1::SESSION_STATUS_IDLE);
 }
 
+TEST_F(OpenAiHttpTest, ApprovalRequestsRoundTripAsMcpApprovalItems) {
+  // An agent whose server-side tool needs approval, reached as model "agent:<id>".
+  v1::CreateAgentRequest areq;
+  areq.mutable_agent()->set_model("echo");
+  v1::ToolSpec* tool = areq.mutable_agent()->add_tools();
+  tool->set_name("state_put");
+  tool->set_kind(v1::TOOL_KIND_BUILTIN);
+  tool->set_requires_approval(true);
+  v1::Agent agent;
+  ASSERT_TRUE(harness_.agents().CreateAgent(testing::Ctx().get(), areq, &agent).ok());
+  const std::string model = "agent:" + agent.agent_id();
+  HttpResult r1 = Post("/v1/responses",
+                       {{"model", model}, {"input", R"(/tool state_put {"key":"k","value":1})"}});
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  const json first = r1.Json();
+  ASSERT_EQ(first["output"].size(), 1u) << first.dump();
+  const json& request = first["output"][0];
+  EXPECT_EQ(request["type"], "mcp_approval_request");
+  EXPECT_EQ(request["server_label"], "agentd");
+  EXPECT_EQ(request["name"], "state_put");
+  const std::string session = first["conversation"]["id"];
+  EXPECT_EQ(GetSession(session).status(), v1::SESSION_STATUS_REQUIRES_ACTION);
+
+  // A function_call_output cannot answer it, and nothing changes.
+  ExpectError(Post("/v1/responses", {{"model", model},
+                                     {"previous_response_id", first["id"]},
+                                     {"input",
+                                      {{{"type", "function_call_output"},
+                                        {"call_id", request["id"]},
+                                        {"output", "faked"}}}}}),
+              400, "invalid_request_error");
+  EXPECT_EQ(GetSession(session).status(), v1::SESSION_STATUS_REQUIRES_ACTION);
+
+  HttpResult r2 = Post("/v1/responses", {{"model", model},
+                                         {"previous_response_id", first["id"]},
+                                         {"input",
+                                          {request,
+                                           {{"type", "mcp_approval_response"},
+                                            {"approval_request_id", request["id"]},
+                                            {"approve", true}}}}});
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  EXPECT_EQ(r2.Json()["status"], "completed");
+  EXPECT_EQ(GetSession(session).status(), v1::SESSION_STATUS_IDLE);
+  v1::GetStateRequest get;
+  get.set_session_id(session);
+  get.set_key("k");
+  v1::StateEntry entry;
+  ASSERT_TRUE(harness_.sessions().GetState(testing::Ctx().get(), get, &entry).ok())
+      << "the approved tool ran";
+  EXPECT_EQ(entry.value_json(), "1");
+}
+
 TEST_F(OpenAiHttpTest, BadInputChangesNothing) {
   json calling = CallingResponse();
   const std::string session = calling["conversation"]["id"];

@@ -46,7 +46,28 @@ absl::Status ParseItem(const json& item, const std::string& field, ResponseReque
     out->tool_results.push_back(std::move(r));
     return absl::OkStatus();
   }
-  if (*type == "function_call" || *type == "reasoning") {
+  if (*type == "mcp_approval_response") {
+    auto id = StringField(item, "approval_request_id");
+    if (!id.ok() || id->empty()) {
+      return Bad(param, field + ".approval_request_id",
+                 field + ".approval_request_id must be a non-empty string");
+    }
+    auto approve = item.find("approve");
+    if (approve == item.end() || !approve->is_boolean()) {
+      return Bad(param, field + ".approve", field + ".approve must be true or false");
+    }
+    v1::ToolApproval a;
+    a.set_tool_call_id(*id);
+    a.set_approved(approve->get<bool>());
+    auto reason = item.find("reason");
+    if (reason != item.end() && !reason->is_null()) {
+      if (!reason->is_string()) return Bad(param, field + ".reason", field + ".reason must be a string");
+      a.set_reason(reason->get<std::string>());
+    }
+    out->approvals.push_back(std::move(a));
+    return absl::OkStatus();
+  }
+  if (*type == "function_call" || *type == "reasoning" || *type == "mcp_approval_request") {
     // Earlier output the client echoes back: the session already holds it.
     return absl::OkStatus();
   }
@@ -175,8 +196,9 @@ absl::StatusOr<ResponseRequest> ParseResponseRequest(const json& body, std::stri
   } else {
     return Bad(param, "input", "'input' must be a string or an array of input items");
   }
-  if (out.input.empty() && out.tool_results.empty()) {
-    return Bad(param, "input", "'input' has no message and no function_call_output");
+  if (out.input.empty() && out.tool_results.empty() && out.approvals.empty()) {
+    return Bad(param, "input",
+               "'input' has no message, no function_call_output and no mcp_approval_response");
   }
   auto tools = body.find("tools");
   if (tools != body.end() && !tools->is_null()) {

@@ -21,6 +21,7 @@ struct ResponseRequest {
   bool store = true;
   std::vector<v1::InputMessage> input;
   std::vector<v1::ToolResult> tool_results;  // function_call_output items
+  std::vector<v1::ToolApproval> approvals;   // mcp_approval_response items
   std::vector<v1::ToolSpec> tools;           // `type: function` tools, as CLIENT tools
 };
 

@@ -95,6 +95,21 @@ json MessageItem(const std::string& turn_id, const std::string& text, const char
 }
 
 json FunctionCallItem(const v1::ToolCall& call, const char* status) {
+  if (call.requires_approval()) {
+    // OpenAI's shape for a remote tool call waiting for approval. The model's name for an MCP
+    // tool is mcp__<server>__<tool>; other server-side tools are agentd's.
+    std::string server = "agentd";
+    std::string name = call.name();
+    if (absl::StartsWith(name, "mcp__")) {
+      const size_t sep = name.find("__", 5);
+      if (sep != std::string::npos) {
+        server = name.substr(5, sep - 5);
+        name = name.substr(sep + 2);
+      }
+    }
+    return {{"type", "mcp_approval_request"}, {"id", call.id()},       {"server_label", server},
+            {"name", name},                   {"arguments", call.arguments_json()}};
+  }
   return {{"type", "function_call"}, {"id", absl::StrCat("fc_", call.id())}, {"call_id", call.id()},
           {"name", call.name()},     {"arguments", call.arguments_json()},   {"status", status}};
 }

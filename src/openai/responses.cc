@@ -166,6 +166,12 @@ class ResponseObserver final : public runtime::TurnObserver {
       index = 1;
     }
     for (const v1::ToolCall& c : calls) {
+      if (c.requires_approval()) {
+        Emit("response.output_item.added", {{"output_index", index}, {"item", output[index]}});
+        Emit("response.output_item.done", {{"output_index", index}, {"item", output[index]}});
+        ++index;
+        continue;
+      }
       json added = FunctionCallItem(c, "in_progress");
       added["arguments"] = "";
       Emit("response.output_item.added", {{"output_index", index}, {"item", added}});
@@ -269,17 +275,30 @@ absl::StatusOr<v1::Agent> ResolveAgent(const DoorDeps& deps, const std::string& 
   return created;
 }
 
-/// Checks that every function_call_output answers one of `open` (so a wrong call_id changes
-/// nothing, not even a fork).
-absl::Status CheckCallIds(const std::vector<v1::ToolResult>& results,
-                          const std::vector<v1::ToolCall>& open) {
-  for (const v1::ToolResult& r : results) {
-    bool found = false;
-    for (const v1::ToolCall& c : open) found |= c.id() == r.tool_call_id();
-    if (!found) {
-      return absl::InvalidArgumentError(absl::StrCat("function_call_output call_id \"",
-                                                     r.tool_call_id(),
-                                                     "\" matches no pending function call"));
+/// Checks that every function_call_output answers one of the function calls of `open`, and
+/// every mcp_approval_response one of its approval requests (so a wrong id changes nothing,
+/// not even a fork).
+absl::Status CheckCallIds(const ResponseRequest& req, const std::vector<v1::ToolCall>& open) {
+  auto find = [&open](const std::string& id) -> const v1::ToolCall* {
+    for (const v1::ToolCall& c : open) {
+      if (c.id() == id) return &c;
+    }
+    return nullptr;
+  };
+  for (const v1::ToolResult& r : req.tool_results) {
+    const v1::ToolCall* c = find(r.tool_call_id());
+    if (c == nullptr || c->requires_approval()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "function_call_output call_id \"", r.tool_call_id(), "\" matches no pending function call",
+          c == nullptr ? "" : " (it is an mcp_approval_request: answer it with mcp_approval_response)"));
+    }
+  }
+  for (const v1::ToolApproval& a : req.approvals) {
+    const v1::ToolCall* c = find(a.tool_call_id());
+    if (c == nullptr || !c->requires_approval()) {
+      return absl::InvalidArgumentError(absl::StrCat("mcp_approval_response approval_request_id \"",
+                                                     a.tool_call_id(),
+                                                     "\" matches no pending mcp_approval_request"));
     }
   }
   return absl::OkStatus();
@@ -313,7 +332,7 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     }
     const bool open = prev->view.status == v1::TURN_STATUS_REQUIRES_ACTION;
     absl::Status st =
-        CheckCallIds(req->tool_results, open ? prev->view.open_calls : std::vector<v1::ToolCall>{});
+        CheckCallIds(*req, open ? prev->view.open_calls : std::vector<v1::ToolCall>{});
     if (!st.ok()) return scope->Fail(st, "input");
     meta.session_id = prev->session.session_id();
     if (prev->view.last_seq != prev->session.last_seq()) {
@@ -327,11 +346,11 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     if (!session.ok()) return scope->Fail(session.status(), "conversation");
     std::vector<v1::ToolCall> open(session->pending_tool_calls().begin(),
                                    session->pending_tool_calls().end());
-    absl::Status st = CheckCallIds(req->tool_results, open);
+    absl::Status st = CheckCallIds(*req, open);
     if (!st.ok()) return scope->Fail(st, "input");
     meta.session_id = session->session_id();
   } else {
-    absl::Status st = CheckCallIds(req->tool_results, {});
+    absl::Status st = CheckCallIds(*req, {});
     if (!st.ok()) return scope->Fail(st, "input");
     auto agent = ResolveAgent(deps, project, *req, &param);
     if (!agent.ok()) return scope->Fail(agent.status(), param);
@@ -346,6 +365,7 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
   turn.set_session_id(meta.session_id);
   for (const v1::InputMessage& m : req->input) *turn.add_input() = m;
   for (const v1::ToolResult& r : req->tool_results) *turn.add_tool_results() = r;
+  for (const v1::ToolApproval& a : req->approvals) *turn.add_approvals() = a;
   if (!req->model.empty() && !absl::StartsWith(req->model, "agent:") && !created_session &&
       deps.router->HasModel(req->model)) {
     turn.set_model_override(req->model);

@@ -354,9 +354,16 @@ void Turn::HandleToolCalls(const std::vector<v1::ToolCall>& calls) {
       continue;
     }
     if (approval_tools_.contains(c.name())) {
-      // Not run until approved: the turn stops for it like for a client tool.
+      // Not run until approved: the turn stops for it like for a client tool. Its TOOL_CALL
+      // event (not committed yet) says so too, for readers of the log.
       client_calls_.push_back(c);
       client_calls_.back().set_requires_approval(true);
+      for (size_t i = committed_; i < turn_events_.size(); ++i) {
+        v1::Event& e = turn_events_[i];
+        if (e.type() == v1::EVENT_TYPE_TOOL_CALL && e.tool_call().id() == c.id()) {
+          e.mutable_tool_call()->set_requires_approval(true);
+        }
+      }
     } else if (tools_.at(c.name()).kind() == v1::TOOL_KIND_BUILTIN) {
       *AddEvent(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result() = RunServerTool(c, args);
     } else {
