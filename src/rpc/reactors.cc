@@ -103,27 +103,38 @@ class QueuedWriter : public grpc::ServerWriteReactor<Msg> {
     return true;
   }
 
+  // Finish() is called after mu_ is released: gRPC may run OnDone() (which deletes this
+  // reactor) on another thread as soon as Finish() is called, so nothing of `this` may be
+  // touched after it — not even the unlock of mu_.
   void FinishWhenDrained(grpc::Status status) {
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    final_ = std::move(status);
-    if (!writing_) this->Finish(*final_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      final_ = status;
+      if (writing_) return;  // OnWriteDone finishes once the queue is drained
+    }
+    this->Finish(std::move(status));
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    queue_.pop_front();
-    if (!ok) {
-      broken_ = true;
-      queue_.clear();
+    grpc::Status finish;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok) {
+        broken_ = true;
+        queue_.clear();
+      }
+      if (!queue_.empty()) {
+        WriteFrontLocked();
+        return;
+      }
+      if (!finishing_) return;
+      finish = *final_;
     }
-    if (!queue_.empty()) {
-      WriteFrontLocked();
-    } else if (finishing_) {
-      this->Finish(*final_);
-    }
+    this->Finish(std::move(finish));
   }
 
  private:
