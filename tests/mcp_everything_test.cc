@@ -82,18 +82,11 @@ class McpEverythingTest : public ::testing::Test {
   }
 
   void Push(std::vector<v1::ToolCall> calls, const std::string& text = "") {
-    backend::ScriptedReply r;
-    r.text = text;
-    r.tool_calls = std::move(calls);
-    harness_->scripted().Push(std::move(r));
+    harness_->PushReply(std::move(calls), text);
   }
 
   std::vector<v1::ToolResult> Results(const std::string& session_id) {
-    std::vector<v1::ToolResult> out;
-    for (const v1::Event& e : harness_->AllEvents(session_id)) {
-      if (e.type() == v1::EVENT_TYPE_TOOL_RESULT) out.push_back(e.tool_result());
-    }
-    return out;
+    return harness_->ToolResults(session_id);
   }
 
   static EverythingServer* everything_;

@@ -112,6 +112,21 @@ grpc::Status ServerHarness::Run(const v1::RunTurnRequest& request, v1::TurnResul
   return sessions().RunTurn(Ctx().get(), request, out);
 }
 
+std::vector<v1::ToolResult> ServerHarness::ToolResults(const std::string& session_id) {
+  std::vector<v1::ToolResult> out;
+  for (const v1::Event& e : AllEvents(session_id)) {
+    if (e.type() == v1::EVENT_TYPE_TOOL_RESULT) out.push_back(e.tool_result());
+  }
+  return out;
+}
+
+void ServerHarness::PushReply(std::vector<v1::ToolCall> calls, const std::string& text) {
+  backend::ScriptedReply r;
+  r.text = text;
+  r.tool_calls = std::move(calls);
+  scripted_->Push(std::move(r));
+}
+
 std::vector<v1::Event> ServerHarness::AllEvents(const std::string& session_id) {
   std::vector<v1::Event> all;
   v1::ListEventsRequest req;

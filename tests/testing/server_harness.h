@@ -57,6 +57,10 @@ class ServerHarness {
   grpc::Status Send(const std::string& session_id, const std::string& text, v1::TurnResult* out);
   grpc::Status Run(const v1::RunTurnRequest& request, v1::TurnResult* out);
   std::vector<v1::Event> AllEvents(const std::string& session_id);
+  /// The TOOL_RESULT bodies of the session's log, in order.
+  std::vector<v1::ToolResult> ToolResults(const std::string& session_id);
+  /// Queues the scripted model's next reply: tool calls and/or text.
+  void PushReply(std::vector<v1::ToolCall> calls, const std::string& text = "");
 
  private:
   std::function<void(server::Config*)> configure_;
