@@ -156,11 +156,32 @@ class FaultMatrixTest : public ::testing::Test {
 
   // Asserts the turn failed cleanly: the log ends with TURN_FAILED and holds no assistant
   // message (nothing truncated was stored as complete).
+  // Then that the session is consistent (seqs 1..last_seq without gaps, not RUNNING) and
+  // resumable: once the fault clears, the next turn on it completes.
   void ExpectFailedWithoutAnswer(const std::string& session_id) {
     auto events = h_->AllEvents(session_id);
     ASSERT_FALSE(events.empty());
     EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
     EXPECT_TRUE(AssistantMessages(events).empty()) << AssistantMessages(events)[0].DebugString();
+    ExpectConsistent(session_id);
+    fake_.SetDefault(FakeReply());
+    fake2_.SetDefault(FakeReply());
+    TurnOutcome next = RunOrStream(*h_, UserTurn(session_id, "after the fault"), /*stream=*/false);
+    ASSERT_TRUE(next.status.ok()) << next.status.error_message();
+    EXPECT_EQ(next.result.status(), v1::TURN_STATUS_COMPLETED);
+    EXPECT_EQ(next.result.output_text(), kOkText);
+    ExpectConsistent(session_id);
+    EXPECT_EQ(GetSession(session_id).status(), v1::SESSION_STATUS_IDLE);
+  }
+
+  void ExpectConsistent(const std::string& session_id) {
+    const auto events = h_->AllEvents(session_id);
+    for (size_t i = 0; i < events.size(); ++i) {
+      ASSERT_EQ(events[i].seq(), static_cast<int64_t>(i + 1)) << "gap or duplicate in the log";
+    }
+    const v1::Session s = GetSession(session_id);
+    EXPECT_EQ(s.last_seq(), static_cast<int64_t>(events.size()));
+    EXPECT_NE(s.status(), v1::SESSION_STATUS_RUNNING);
   }
 
   FakeOpenAiServer fake_;
@@ -396,8 +417,8 @@ TEST_P(TransientFaultTest, AlwaysFailingIsUnavailableAfterRetriesAndStoresNoAnsw
       << out.status.error_message();
   EXPECT_EQ(fake_.request_count(), 1 + kMaxRetries);
   EXPECT_TRUE(AssistantMessages(out.streamed).empty());
-  ExpectFailedWithoutAnswer(sid);
   EXPECT_EQ(GetSession(sid).status(), v1::SESSION_STATUS_FAILED);
+  ExpectFailedWithoutAnswer(sid);
 }
 
 std::string FaultName(const ::testing::TestParamInfo<std::tuple<FakeMode, bool>>& info) {
