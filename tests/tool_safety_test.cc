@@ -311,6 +311,34 @@ TEST_F(ToolSafetyTest, MixedClientAndApprovalCallsAreAnsweredTogether) {
   EXPECT_EQ(mcp_->Count("tools/call"), 1);
 }
 
+TEST_F(ToolSafetyTest, ReplayNeverRunsToolsThatNeedApproval) {
+  const std::string session = NewSession({{"mcp:fake/echo", true}});
+  Push({Call("c1", "mcp__fake__echo", R"({"message":"once"})")});
+  v1::TurnResult result;
+  ASSERT_TRUE(harness_->Send(session, "go", &result).ok());
+  Push({}, "done");
+  ASSERT_TRUE(Approve(session, "c1", true, &result).ok());
+  ASSERT_EQ(mcp_->Count("tools/call"), 1);
+
+  // The replay's model asks for the same call: it is rejected, not run again.
+  Push({Call("r1", "mcp__fake__echo", R"({"message":"once"})")});
+  Push({}, "replayed");
+  v1::ReplaySessionRequest req;
+  req.set_session_id(session);
+  req.set_model("scripted");
+  v1::ReplaySessionResponse resp;
+  grpc::Status st = harness_->sessions().ReplaySession(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(mcp_->Count("tools/call"), 1);
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).status(), v1::TURN_STATUS_REQUIRES_ACTION);
+  EXPECT_EQ(resp.results(1).status(), v1::TURN_STATUS_COMPLETED);
+  const auto results = Results(resp.session().session_id());
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].is_error());
+  EXPECT_THAT(results[0].output(), HasSubstr("a replay does not run tools that need approval"));
+}
+
 TEST_F(ToolSafetyTest, BadApprovalRequestsAreInvalidArgument) {
   v1::CreateAgentRequest req;
   req.mutable_agent()->set_model("scripted");

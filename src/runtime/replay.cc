@@ -173,6 +173,15 @@ void ReplayRun::OnTurn(const absl::Status& status, const v1::TurnResult& result)
     }
     v1::RunTurnRequest request;
     for (v1::ToolResult& r : Answer(result)) *request.add_tool_results() = std::move(r);
+    // A server-side tool that needs approval is never run by a replay (it could act on the
+    // world again): its calls are rejected, and the model is told why.
+    for (const v1::ToolCall& call : result.required_tool_calls()) {
+      if (!call.requires_approval()) continue;
+      v1::ToolApproval* a = request.add_approvals();
+      a->set_tool_call_id(call.id());
+      a->set_approved(false);
+      a->set_reason("a replay does not run tools that need approval");
+    }
     Submit(std::move(request));
     return;
   }
@@ -183,6 +192,7 @@ void ReplayRun::OnTurn(const absl::Status& status, const v1::TurnResult& result)
 std::vector<v1::ToolResult> ReplayRun::Answer(const v1::TurnResult& result) {
   std::vector<v1::ToolResult> answers;
   for (const v1::ToolCall& call : result.required_tool_calls()) {
+    if (call.requires_approval()) continue;  // answered with an approval (RunNext)
     v1::ToolResult& r = answers.emplace_back();
     std::deque<v1::ToolResult>& recorded = plan_[step_].recorded[call.name()];
     if (recorded.empty()) {
