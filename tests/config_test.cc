@@ -228,7 +228,10 @@ TEST(ConfigTest, OutOfRangeValuesAreRejected) {
   ExpectInvalid(ParseConfig("models:\n  - { name: m, context_window: -1 }\n").status(),
                 {"models[0].context_window"});
   ExpectInvalid(ParseConfig("durability: always\n").status(),
-                {"durability: must be one of sync, relaxed"});
+                {"durability: must be one of sync, relaxed, none"});
+  // `none` (no WAL) exists for the crash test's control run.
+  ASSERT_TRUE(ParseConfig("durability: none\n").ok());
+  EXPECT_EQ(ParseConfig("durability: none\n")->durability, "none");
   ExpectInvalid(ParseConfig("store: { type: sqlite }\n").status(),
                 {"store.type: must be one of rocksdb, postgres"});
   ExpectInvalid(ParseConfig("log_level: loud\n").status(), {"log_level: must be one of"});

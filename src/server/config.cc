@@ -27,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "server/config_fields.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace agentd::server {
@@ -101,7 +102,7 @@ absl::Status ReadTop(const YAML::Node& node, Config* c) {
   Fields f(node, "");
   f.Str("listen", &c->listen);
   f.Str("data_dir", &c->data_dir);
-  f.OneOf("durability", &c->durability, {"sync", "relaxed"});
+  f.OneOf("durability", &c->durability, {"sync", "relaxed", "none"});
   f.Str("metrics_listen", &c->metrics_listen);
   f.Str("health_listen", &c->health_listen);
   f.Str("http_listen", &c->http_listen);
@@ -270,14 +271,48 @@ absl::Status CheckPlaintextAllowed(const Config& config) {
       "proxy"));
 }
 
+namespace {
+
+/// Records where each document starts. yaml-cpp 0.7's LoadAll never returns on some malformed
+/// text (a stray ',' at the top level: every call yields an empty document without consuming
+/// anything, so it loops and allocates forever); ParseConfig counts documents with this instead.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
-    if (docs.size() > 1) {
+    std::istringstream in(yaml_text);
+    YAML::Parser parser(in);
+    DocumentStarts docs;
+    while (docs.starts.size() < 2 && parser.HandleNextDocument(docs)) {
+    }
+    if (docs.starts.size() > 1) {
+      const YAML::Mark& m = docs.starts[1];
+      if (m.pos == docs.starts[0].pos) {  // the parser did not advance
+        return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", m.line + 1,
+                                                       ", column ", m.column + 1,
+                                                       ": unexpected character"));
+      }
       return absl::InvalidArgumentError("expected one YAML document, got several");
     }
     Config config;
-    if (!docs.empty()) AGENTD_RETURN_IF_ERROR(ReadTop(docs[0], &config));
+    if (!docs.starts.empty()) AGENTD_RETURN_IF_ERROR(ReadTop(YAML::Load(yaml_text), &config));
     return config;
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat("YAML error: ", e.msg));

@@ -98,7 +98,8 @@ struct TlsConfig {
 struct Config {
   std::string listen = "127.0.0.1:7700";
   std::string data_dir = "./data";
-  std::string durability = "sync";   // sync | relaxed
+  std::string durability = "sync";   // sync | relaxed | none (testing only: no WAL, acknowledged
+                                     // turns are lost on a crash; the crash test's control run)
   std::string metrics_listen;        // empty = off
   std::string health_listen;         // plaintext grpc.health.v1 only (kubelet probes); empty = off
   std::string http_listen;           // empty = off

@@ -192,8 +192,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
 
   store::RocksDbStoreOptions store_options;
   store_options.path = cfg.data_dir;
-  store_options.durability =
-      cfg.durability == "relaxed" ? store::Durability::kRelaxed : store::Durability::kSync;
+  store_options.durability = cfg.durability == "relaxed" ? store::Durability::kRelaxed
+                              : cfg.durability == "none"  ? store::Durability::kNone
+                                                          : store::Durability::kSync;
   auto opened = store::RocksDbStore::Open(store_options);
   if (!opened.ok()) return opened.status();
   server->store_ = *std::move(opened);
@@ -315,6 +316,9 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->StartSweeper(absl::Hours(24) * cfg.audit_retention_days);
   spdlog::info("agentd serving on {} (data dir {}, durability {})", server->address(),
                cfg.data_dir, cfg.durability);
+  if (cfg.durability == "none") {
+    spdlog::warn("durability: none is for testing only: a crash loses acknowledged writes");
+  }
   if (server->metrics_http_) {
     spdlog::info("metrics on http://{}/metrics", server->metrics_http_->address());
   }
@@ -375,12 +379,14 @@ void AgentdServer::Shutdown(absl::Duration grace) {
     }
     shutdown_->started = true;
   }
-  if (shutdown_->sweeper.joinable()) shutdown_->sweeper.join();
-  spdlog::info("agentd draining: {} turn(s) in flight, grace {}", sessions_->active_turns(),
-               absl::FormatDuration(grace));
+  // Health first, so load balancers and probes stop sending work before anything else stops
+  // (the sweeper may be in the middle of a sweep, which the join below waits for).
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   if (health_server_) health_server_->SetServing(false);
+  spdlog::info("agentd draining: {} turn(s) in flight, grace {}", sessions_->active_turns(),
+               absl::FormatDuration(grace));
   sessions_->Drain(grace);
+  if (shutdown_->sweeper.joinable()) shutdown_->sweeper.join();
   // Remaining streams (watchers) are cancelled after a short deadline.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc_server_->Wait();

@@ -31,6 +31,8 @@ namespace agentd::store {
 enum class Durability {
   kSync,     // every acknowledged write is fsynced (group commit shares fsyncs across writers)
   kRelaxed,  // written to the WAL without fsync: a power loss may drop the newest writes
+  kNone,     // testing only: no WAL; writes live in memtables until a flush (or a clean close),
+             // so a crash loses acknowledged writes (the crash test's control run)
 };
 
 struct AgentPage {

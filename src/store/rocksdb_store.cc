@@ -139,7 +139,8 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
         absl::StrCat("data dir ", path, " is not writable: ", std::strerror(errno)));
   }
 
-  const rocksdb::DBOptions db_options = MakeDbOptions();
+  rocksdb::DBOptions db_options = MakeDbOptions();
+  if (options.env != nullptr) db_options.env = options.env.get();
   const rocksdb::ColumnFamilyOptions cf_options =
       MakeCfOptions(rocksdb::NewLRUCache(kBlockCacheBytes));
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;

@@ -23,6 +23,7 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 class Snapshot;
 }  // namespace rocksdb
 
@@ -37,6 +38,10 @@ struct RocksDbStoreOptions {
   /// How long an idempotency record is kept (DeleteExpiredSessions removes older ones): a retry
   /// with the same key after this long runs the turn again.
   absl::Duration idempotency_retention = absl::Hours(24);
+  /// The RocksDB Env (file system, threads) the database uses; null = rocksdb::Env::Default().
+  /// Kept alive by the store. Tests inject a fault-injecting file system through it
+  /// (rocksdb::NewCompositeEnv; tests/reliability/power_loss_fs.h).
+  std::shared_ptr<rocksdb::Env> env;
 };
 
 class RocksDbStore final : public ContextStore {

@@ -171,6 +171,8 @@ class Batch {
     // batch is written to the WAL (the OS page cache) without fsync; a process crash loses
     // nothing, a power loss may lose the newest acknowledged writes.
     wo.sync = durability == Durability::kSync;
+    // kNone (testing only): no WAL at all; a kill -9 loses every write not yet flushed.
+    wo.disableWAL = durability == Durability::kNone;
     return FromRocks(db->Write(wo, &batch_), "write");
   }
 
