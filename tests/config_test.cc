@@ -160,6 +160,15 @@ models:
   EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
 }
 
+// Found by fuzz/config_fuzzer: yaml-cpp's LoadAll never returned on a stray top-level ','.
+TEST(ConfigTest, StrayTopLevelCommaIsASyntaxErrorNotAHang) {
+  for (const char* text : {",isten: 127.0.0.1:7070\n", ",", "listen: a\n---\n,\n"}) {
+    auto c = ParseConfig(text);
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << c.status();
+  }
+}
+
 TEST(ConfigTest, UnknownKeysNameTheirPath) {
   ExpectInvalid(ParseConfig("listn: 1.2.3.4:5\n").status(),
                 {"unknown key \"listn\" at top level", "did you mean \"listen\""});

@@ -96,7 +96,10 @@ RequestScope::RequestScope(std::shared_ptr<http::Exchange> ex, const char* opera
   }
   context_->span_id = obs::NewSpanId();
   const std::string peer = ex_->header("x-forwarded-for");
-  auth::CallInfo info{operation_, context_->request_id, peer.empty() ? "http" : peer};
+  // Both arms string_view: `? "http" : peer` would make a std::string temporary that dies at
+  // the end of this statement, leaving info.peer dangling when Check() audits a failure.
+  auth::CallInfo info{operation_, context_->request_id,
+                      peer.empty() ? absl::string_view("http") : absl::string_view(peer)};
   auto identity = auth->Check(ex_->header("authorization"), info);
   if (!identity.ok()) {
     auth_status_ = identity.status();

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "runtime/session_manager.h"
@@ -164,6 +166,18 @@ void ReplayRun::OnTurn(const absl::Status& status, const v1::TurnResult& result)
     End(status);
     return;
   }
+  // A turn can end FAILED or CANCELLED with an OK call (e.g. cancelled because the replay's
+  // own caller went away): that ends the replay too, and its session is removed.
+  if (result.status() == v1::TURN_STATUS_CANCELLED) {
+    End(absl::CancelledError(absl::StrCat("replay: input turn ", step_ + 1, " was cancelled",
+                                          result.error().empty() ? "" : ": ", result.error())));
+    return;
+  }
+  if (result.status() == v1::TURN_STATUS_FAILED) {
+    End(absl::AbortedError(absl::StrCat("replay: input turn ", step_ + 1, " failed",
+                                        result.error().empty() ? "" : ": ", result.error())));
+    return;
+  }
   if (result.status() == v1::TURN_STATUS_REQUIRES_ACTION) {
     if (++rounds_ > kMaxReplayToolRounds) {
       End(absl::AbortedError(absl::StrCat("replay: the model asked for tools more than ",
@@ -216,7 +230,12 @@ void ReplayRun::End(const absl::Status& status) {
     current_.reset();
   }
   if (!status.ok() && !session_id_.empty()) {
-    (void)sessions_->Delete(project_id_, session_id_);  // best effort; the error is the answer
+    // Best effort; the error is the answer.
+    absl::Status deleted = sessions_->Delete(project_id_, session_id_);
+    if (!deleted.ok()) {
+      spdlog::warn("replay: could not delete the unfinished session {}: {}", session_id_,
+                   std::string(deleted.message()));
+    }
   }
   Done done = std::move(done_);
   done(status, status.ok() ? response_ : v1::ReplaySessionResponse());

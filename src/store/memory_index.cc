@@ -185,6 +185,9 @@ bool DecodeDocEntry(absl::string_view value, DocEntry* entry) {
     absl::string_view term;
     uint32_t tf = 0;
     if (!NextDocTerm(&value, &term, &tf)) return false;
+    // Strictly ascending, as EncodeDocEntry writes them: DocEntryLookup stops at the first
+    // larger term, and a repeated term would be unindexed twice.
+    if (!entry->terms.empty() && absl::string_view(entry->terms.back().first) >= term) return false;
     entry->terms.emplace_back(term, tf);
   }
   return true;
