@@ -15,7 +15,6 @@
 // CI runs 1,000 REJECT rounds, 100 racing and 30 FIFO ENQUEUE rounds (each FIFO enqueue waits for
 // a /metrics scrape); AGENTD_RACE_ROUNDS=1000 runs 1,000 rounds of each (AGENTD_RACE_SEED picks
 // the FIFO orders). The server logs at warn: the CAS test makes thousands of ABORTED calls.
-#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -43,6 +42,7 @@
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 #include "testing/auth_channel.h"
+#include "testing/metrics_scrape.h"
 #include "testing/server_harness.h"
 #include "testing/temp_dir.h"
 
@@ -184,32 +184,6 @@ v1::RunTurnRequest TurnRequest(const std::string& text, v1::BusyPolicy policy) {
   in->set_role(v1::ROLE_USER);
   in->set_text(text);
   return req;
-}
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-/// The value of an unlabelled sample in the server's /metrics, -1 if it cannot be read.
-double ScrapeGauge(const std::string& address, const std::string& name) {
-  std::string body;
-  CURL* easy = curl_easy_init();
-  const std::string url = absl::StrCat("http://", address, "/metrics");
-  curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  const CURLcode code = curl_easy_perform(easy);
-  curl_easy_cleanup(easy);
-  if (code != CURLE_OK) return -1;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, ' ');
-    double v = 0;
-    if (kv.first == name && absl::SimpleAtod(kv.second, &v)) return v;
-  }
-  return -1;
 }
 
 /// Polls `done` (every 100 µs) for up to `limit`; true once it held.
@@ -413,7 +387,9 @@ void RunEnqueueRounds(GateBackend* gate, server::AgentdServer* server,
                       bool fifo, std::vector<std::string>* expected_log, int* bad_rounds) {
   std::mt19937 rng(static_cast<uint32_t>(EnvInt("AGENTD_RACE_SEED", 777)));
   const std::string metrics = server->metrics_address();
-  auto queued = [&] { return static_cast<int>(ScrapeGauge(metrics, "agentd_turns_queued")); };
+  auto queued = [&] {
+    return static_cast<int>(testing::ScrapeGauge(metrics, "agentd_turns_queued"));
+  };
   for (int r = 0; r < rounds; ++r) {
     gate->Hold();
     std::vector<Outcome> outcomes(kClients + 1);

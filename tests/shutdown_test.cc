@@ -3,7 +3,6 @@
 // probe-only port), new turns are refused with UNAVAILABLE, running turns finish with their
 // results (or, past drain_grace_ms, are cancelled and recorded as ended, never left RUNNING), no
 // acknowledged turn is lost, and the process exits 0 within the grace plus a small margin.
-#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -24,6 +23,7 @@
 #include "agentd/v1/session.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "testing/child_server.h"
+#include "testing/metrics_scrape.h"
 #include "testing/fake_openai.h"
 #include "testing/temp_dir.h"
 
@@ -46,31 +46,6 @@ FakeReply Reply(int latency_ms) {
   r.text = "slow answer";
   r.latency_ms = latency_ms;
   return r;
-}
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-// The value of an unlabelled gauge on agentd's /metrics, or -1 if unreadable.
-double ReadGauge(const std::string& metrics_address, const std::string& name) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  const std::string url = "http://" + metrics_address + "/metrics";
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  const CURLcode rc = curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) return -1;
-  std::istringstream lines(body);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  }
-  return -1;
 }
 
 // Polls grpc.health.v1 Check on one address every few ms, from before SIGTERM until the server
@@ -341,10 +316,12 @@ TEST_F(ShutdownTest, InFlightTurnsFinishHealthFlipsFirstAndNewTurnsAreRefused) {
   queued.request.set_on_busy(v1::BUSY_POLICY_ENQUEUE);
   queued.Start(server_->NewChannel());
   const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (ReadGauge(metrics_address_, "agentd_turns_queued") != 1 && Clock::now() < deadline) {
+  while (testing::ScrapeGauge(metrics_address_, "agentd_turns_queued") != 1 &&
+         Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  ASSERT_EQ(ReadGauge(metrics_address_, "agentd_turns_queued"), 1) << "the turn was not queued";
+  ASSERT_EQ(testing::ScrapeGauge(metrics_address_, "agentd_turns_queued"), 1)
+      << "the turn was not queued";
   ASSERT_TRUE(main_health.serving_seen());
   ASSERT_TRUE(probe_health.serving_seen());
 

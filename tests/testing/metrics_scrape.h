@@ -1,0 +1,13 @@
+// Reads one sample from a running agentd's Prometheus endpoint (tests that wait on a gauge, e.g.
+// agentd_turns_queued, to know a server-side state the gRPC API does not show).
+#pragma once
+
+#include <string>
+
+namespace agentd::testing {
+
+/// The value of the unlabelled sample `name` at http://<address>/metrics; -1 when the endpoint
+/// cannot be read or has no such sample.
+double ScrapeGauge(const std::string& address, const std::string& name);
+
+}  // namespace agentd::testing
