@@ -80,7 +80,8 @@ void McpClient::OnServerMessage(const json& m) {
 }
 
 absl::StatusOr<json> McpClient::Post(const json& message, int64_t id, const Session& session,
-                                     absl::Time deadline, const std::function<bool()>& cancelled) {
+                                     absl::Time deadline, const std::function<bool()>& cancelled,
+                                     std::string* session_header) {
   HttpPostRequest req;
   req.url = options_.url;
   req.headers = options_.headers;
@@ -118,6 +119,8 @@ absl::StatusOr<json> McpClient::Post(const json& message, int64_t id, const Sess
     auto ct = headers.find("content-type");
     sse = s >= 200 && s < 300 && ct != headers.end() &&
           absl::StartsWith(absl::AsciiStrToLower(ct->second), "text/event-stream");
+    auto sid = headers.find("mcp-session-id");
+    if (session_header != nullptr && sid != headers.end()) *session_header = sid->second;
   };
   req.on_body = [&](absl::string_view chunk) {
     if (!sse) {
@@ -196,62 +199,17 @@ absl::StatusOr<McpClient::Session> McpClient::Initialize(absl::Time deadline,
              {{"protocolVersion", McpProtocolVersions().front()},
               {"capabilities", json::object()},
               {"clientInfo", {{"name", "agentd"}, {"version", "0.1.0"}}}}}};
-  // The session id arrives in a header of this answer, which Post does not expose: initialize
-  // runs its own exchange.
   Session fresh;
   std::string session_header;
   {
-    HttpPostRequest req;
-    req.url = options_.url;
-    req.headers = options_.headers;
-    req.headers["Content-Type"] = "application/json";
-    req.headers["Accept"] = "application/json, text/event-stream";
-    req.body = m.dump();
-    req.deadline = std::min(deadline, absl::Now() + options_.timeout);
-    req.cancelled = cancelled;
-    bool sse = false;
-    long status = 0;
-    backend::SseParser parser(options_.max_response_bytes);
-    std::vector<backend::SseParser::Event> events;
-    std::string body;
-    std::optional<json> response;
-    req.on_headers = [&](long s, const std::map<std::string, std::string>& headers) {
-      status = s;
-      auto ct = headers.find("content-type");
-      sse = ct != headers.end() &&
-            absl::StartsWith(absl::AsciiStrToLower(ct->second), "text/event-stream");
-      auto sid = headers.find("mcp-session-id");
-      if (sid != headers.end()) session_header = sid->second;
-    };
-    req.on_body = [&](absl::string_view chunk) {
-      if (!sse) {
-        if (body.size() + chunk.size() > options_.max_response_bytes) return false;
-        body.append(chunk.data(), chunk.size());
-        return true;
-      }
-      events.clear();
-      if (!parser.Feed(chunk, &events).ok()) return false;
-      for (const auto& e : events) {
-        json r = json::parse(e.data, nullptr, false);
-        if (!r.is_discarded() && IsResponseTo(r, id)) response = std::move(r);
-      }
-      return !response.has_value();
-    };
-    auto sent = HttpPost(req);
-    if (!sent.ok()) return sent.status();
-    if (status < 200 || status >= 300) {
-      return absl::UnavailableError(absl::StrCat("initialize: HTTP ", status, body.empty() ? "" : ": ",
-                                                 body.substr(0, kMaxErrorBodyBytes)));
+    auto answer = Post(m, id, Session(), deadline, cancelled, &session_header);
+    if (!answer.ok()) {
+      return absl::Status(answer.status().code(),
+                          absl::StrCat("initialize: ", answer.status().message()));
     }
-    if (!sse) {
-      json r = json::parse(body, nullptr, false);
-      if (!r.is_discarded() && IsResponseTo(r, id)) response = std::move(r);
-    }
-    if (!response.has_value()) {
-      return absl::UnavailableError("initialize: no response from the server");
-    }
-    if (response->contains("error")) return RpcError((*response)["error"]);
-    const json& result = (*response)["result"];
+    json response = *std::move(answer);
+    if (response.contains("error")) return RpcError(response["error"]);
+    const json& result = response["result"];
     const std::string version = result.is_object() && result.contains("protocolVersion") &&
                                         result["protocolVersion"].is_string()
                                     ? result["protocolVersion"].get<std::string>()

@@ -119,9 +119,11 @@ class McpClient {
   absl::StatusOr<Session> Initialize(absl::Time deadline, const std::function<bool()>& cancelled);
   /// POSTs `message`; for a request (`id` >= 0) returns the response message with that id,
   /// for a notification returns null once accepted. NOT_FOUND (internal) = session expired.
+  /// `session_header`, if given, receives the answer's Mcp-Session-Id (initialize).
   absl::StatusOr<nlohmann::json> Post(const nlohmann::json& message, int64_t id,
                                       const Session& session, absl::Time deadline,
-                                      const std::function<bool()>& cancelled);
+                                      const std::function<bool()>& cancelled,
+                                      std::string* session_header = nullptr);
   void Notify(const std::string& method, nlohmann::json params, const Session& session,
               absl::Time deadline);
   /// Handles a message from the server that is not the awaited response.
