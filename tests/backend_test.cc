@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -141,11 +142,11 @@ class TimerGate {
   absl::Notification release_;
 };
 
-// A notification that also opens when it goes out of scope, so a failed ASSERT cannot leave a
-// timer thread blocked forever (and the queue's destructor waiting on it).
+// A notification a timer thread waits on. Declare it before the queue/backend that owns that
+// thread (so the thread is joined while the latch still exists) and open it in an absl::Cleanup
+// declared after (so a failed ASSERT cannot leave the thread blocked in the owner's destructor).
 class Latch {
  public:
-  ~Latch() { Open(); }
   void Open() {
     if (!n_.HasBeenNotified()) n_.Notify();
   }
@@ -273,9 +274,10 @@ TEST(TimerQueueTest, CancelAfterRunReturnsFalse) {
 }
 
 TEST(TimerQueueTest, CancelWhileRunningReturnsFalse) {
-  TimerQueue q;
-  absl::Notification started;
   Latch release;
+  TimerQueue q;
+  absl::Cleanup open_release = [&] { release.Open(); };
+  absl::Notification started;
   TimerQueue::TimerId id = q.Schedule(absl::Now(), [&] {
     started.Notify();
     release.Wait();
@@ -557,11 +559,12 @@ TEST(ScriptedBackendTest, AlreadyPassedDeadlineGivesDeadlineExceeded) {
 TEST(ScriptedBackendTest, CancelDelayedCallCompletesCancelledExactlyOnce) {
   CallRecorder rec;  // recorders outlive the backend and its timer thread
   CallRecorder sentinel;
+  Latch release;
+  absl::Notification holding;
   ScriptedBackend backend;
+  absl::Cleanup open_release = [&] { release.Open(); };
   // A first delayed call whose on_done blocks holds the backend's timer thread, so the call
   // under test cannot fire on its own while we cancel it.
-  absl::Notification holding;
-  Latch release;
   backend.Push(Reply("holder", absl::Milliseconds(1)));
   ModelCallbacks hold_cb;
   const std::thread::id test_thread = std::this_thread::get_id();

@@ -251,7 +251,8 @@ TEST(MemorySchemaTest, DocIdsSortByNamespaceThenKeyAndPrefixesAreStringPrefixes)
                                schema::MemoryDocKey("p", schema::MemoryDocId("n", "k"))}) {
     EXPECT_EQ(k.compare(0, p_all.size(), p_all), 0);
   }
-  auto parts = schema::DecodeMemoryDocId(schema::MemoryDocId("users/a", "k"));
+  const std::string doc_id = schema::MemoryDocId("users/a", "k");  // parts view into it
+  auto parts = schema::DecodeMemoryDocId(doc_id);
   ASSERT_TRUE(parts.has_value());
   EXPECT_EQ(parts->name_space, "users/a");
   EXPECT_EQ(parts->key, "k");

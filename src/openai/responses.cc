@@ -222,9 +222,10 @@ class ResponseObserver final : public runtime::TurnObserver {
   }
 
   void AbandonLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (turn_ == nullptr || abandoned_) return;
+    if (abandoned_) return;
+    auto turn = turn_.lock();
+    if (turn == nullptr) return;  // not submitted yet, or already finished
     abandoned_ = true;
-    auto turn = turn_;
     auto* sessions = deps_.sessions;
     // Not under the turn's callback: Abandon cancels the turn, which may call back.
     std::thread([sessions, turn] { sessions->Abandon(turn); }).detach();
@@ -242,7 +243,8 @@ class ResponseObserver final : public runtime::TurnObserver {
   int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::string turn_id_ ABSL_GUARDED_BY(mu_);
   std::string streamed_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
+  // Weak: the turn holds this observer, and the session manager keeps a running turn alive.
+  std::weak_ptr<runtime::Turn> turn_ ABSL_GUARDED_BY(mu_);
 };
 
 /// The agent for a request without a session: `agent:<id>`, or the implicit agent of

@@ -637,7 +637,7 @@ struct MemoryDocIdParts {
 };
 
 /// Splits `namespace 00 key` at its first 00; nullopt unless both parts pass
-/// IsValidMemoryName.
+/// IsValidMemoryName. The parts view into `doc_id`, which must outlive them.
 inline std::optional<MemoryDocIdParts> DecodeMemoryDocId(absl::string_view doc_id) {
   const size_t sep = doc_id.find('\0');
   if (sep == absl::string_view::npos) return std::nullopt;
