@@ -277,7 +277,7 @@ TYPED_TEST_P(StoreMemoryContractTest, SearchNamespacePrefixIsAStringPrefix) {
   EXPECT_TRUE(this->Search("p", "users/c", "espresso").empty());
 }
 
-TYPED_TEST_P(StoreMemoryContractTest, ProjectsAreIsolated) {
+TYPED_TEST_P(StoreMemoryContractTest, MemoryOfProjectsIsIsolated) {
   STORE_ASSERT_OK(this->Put("p", "n", "k", "secret of p"));
   STORE_ASSERT_OK(this->Put("p", "n", "only-p", "common words here"));
   STORE_ASSERT_OK(this->Put("pp", "n", "k", "common other"));
@@ -476,7 +476,7 @@ TYPED_TEST_P(StoreMemoryContractTest, BadInputIsInvalidArgumentAndWritesNothing)
 
 REGISTER_TYPED_TEST_SUITE_P(StoreMemoryContractTest, PutGetAndReplaceKeepsCreateTime,
                             MissingRecordsAreNotFound, ListByNamespacePrefixPagesInOrder,
-                            SearchNamespacePrefixIsAStringPrefix, ProjectsAreIsolated,
+                            SearchNamespacePrefixIsAStringPrefix, MemoryOfProjectsIsIsolated,
                             RankingFollowsBm25, TokenizerRules, SearchNeverReturnsStaleText,
                             SearchMatchesReferenceBm25UnderChurn,
                             ConcurrentWritersKeepTheIndexExact, ReopenKeepsRecordsAndIndex,

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <cstdlib>
 #include <thread>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
@@ -37,6 +38,7 @@
 #include "server/probe_health.h"
 #include "server/tls.h"
 #include "tools/tool_gateway.h"
+#include "store/pg_store.h"
 #include "store/rocksdb_store.h"
 
 namespace agentd::server {
@@ -172,10 +174,6 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   auto st = ValidateConfig(options.config);
   if (!st.ok()) return st;
   const Config& cfg = options.config;
-  if (cfg.store.type != "rocksdb") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("store.type \"", cfg.store.type, "\" is not supported by this build yet"));
-  }
   // TLS files are checked before anything touches the data dir.
   auto credentials = BuildServerCredentials(cfg);
   if (!credentials.ok()) return credentials.status();
@@ -190,14 +188,30 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   server->options_ = options;
   server->shutdown_ = std::make_unique<ShutdownState>();
 
-  store::RocksDbStoreOptions store_options;
-  store_options.path = cfg.data_dir;
-  store_options.durability = cfg.durability == "relaxed" ? store::Durability::kRelaxed
-                              : cfg.durability == "none"  ? store::Durability::kNone
-                                                          : store::Durability::kSync;
-  auto opened = store::RocksDbStore::Open(store_options);
-  if (!opened.ok()) return opened.status();
-  server->store_ = *std::move(opened);
+  const store::Durability durability = cfg.durability == "relaxed" ? store::Durability::kRelaxed
+                                       : cfg.durability == "none"  ? store::Durability::kNone
+                                                                   : store::Durability::kSync;
+  if (cfg.store.type == "postgres") {
+    // ValidateConfig checked that the variable is set; its value (with a password) is never
+    // logged.
+    store::PostgresStoreOptions pg_options;
+    const char* dsn = std::getenv(cfg.store.postgres_dsn_env.c_str());
+    pg_options.dsn = dsn != nullptr ? dsn : "";
+    pg_options.durability = durability;
+    auto opened = store::PostgresStore::Open(pg_options);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat("store (postgres): ", opened.status().message()));
+    }
+    server->store_ = *std::move(opened);
+  } else {
+    store::RocksDbStoreOptions store_options;
+    store_options.path = cfg.data_dir;
+    store_options.durability = durability;
+    auto opened = store::RocksDbStore::Open(store_options);
+    if (!opened.ok()) return opened.status();
+    server->store_ = *std::move(opened);
+  }
 
   auth::BootstrapOptions bootstrap;
   bootstrap.data_dir = cfg.data_dir;

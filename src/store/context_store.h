@@ -1,7 +1,7 @@
 // The ContextStore interface: everything agentd persists goes through it.
 //
-// Implementations: RocksDbStore (embedded, default). A PostgreSQL implementation will follow and
-// must pass the same contract suite (tests/store_contract_test.h).
+// Implementations: RocksDbStore (embedded, default) and PostgresStore (shared by replicas); both
+// pass the same contract suites (tests/store_contract_test.h and its siblings).
 //
 // Tenancy: every method takes the project id of the *authenticated* caller; implementations
 // prefix every key with it, so one project can never read or write another's data.

@@ -38,29 +38,6 @@ using schema::ColumnFamily;
 constexpr absl::string_view kMemoryLockId = "\x01memory";
 constexpr size_t kMaxTopK = 1000;
 
-absl::Status CheckName(const std::string& name_space, const std::string& key) {
-  if (schema::IsValidMemoryName(name_space, key)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("memory namespace must be 1..", schema::kMaxMemoryNamespaceLength,
-                   " bytes without NUL and key 1..", schema::kMaxMemoryKeyLength, " bytes (got ",
-                   name_space.size(), " and ", key.size(), ")"));
-}
-
-absl::Status CheckPrefix(const std::string& namespace_prefix) {
-  if (namespace_prefix.size() <= schema::kMaxMemoryNamespaceLength &&
-      namespace_prefix.find('\0') == std::string::npos) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat("memory namespace_prefix must be at most ",
-                                                 schema::kMaxMemoryNamespaceLength,
-                                                 " bytes without NUL"));
-}
-
-absl::Status NotFoundMemory(absl::string_view name_space, absl::string_view key) {
-  return absl::NotFoundError(
-      absl::StrCat("memory record (namespace ", name_space, ", key ", key, ") not found"));
-}
-
 absl::Status CorruptIndex(absl::string_view what, absl::string_view key) {
   return absl::DataLossError(
       absl::StrCat("corrupt memory index ", what, " (key ", HexEncode(key), ")"));
@@ -267,7 +244,7 @@ class RocksDocLookup final : public memory::DocLookup {
 absl::StatusOr<v1::MemoryRecord> RocksDbStore::PutMemory(const std::string& project_id,
                                                          const v1::MemoryRecord& record) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckName(record.namespace_(), record.key()));
+  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryName(record.namespace_(), record.key()));
   const std::string doc_id = schema::MemoryDocId(record.namespace_(), record.key());
   const std::string record_key = schema::MemoryRecordKey(project_id, doc_id);
   const memory::AnalyzedText text = memory::Analyze(record.text());
@@ -305,13 +282,13 @@ absl::StatusOr<v1::MemoryRecord> RocksDbStore::GetMemory(const std::string& proj
                                                          const std::string& name_space,
                                                          const std::string& key) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckName(name_space, key));
+  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryName(name_space, key));
   const std::string record_key =
       schema::MemoryRecordKey(project_id, schema::MemoryDocId(name_space, key));
   AGENTD_ASSIGN_OR_RETURN(
       std::optional<v1::MemoryRecord> record,
       GetValue<v1::MemoryRecord>(db_.get(), {}, Cf(ColumnFamily::kMemory), "memory", record_key));
-  if (!record.has_value()) return NotFoundMemory(name_space, key);
+  if (!record.has_value()) return internal::MemoryNotFound(name_space, key);
   return *std::move(record);
 }
 
@@ -320,7 +297,7 @@ absl::StatusOr<MemoryPage> RocksDbStore::ListMemories(const std::string& project
                                                       int32_t page_size,
                                                       const std::string& page_token) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckPrefix(namespace_prefix));
+  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryPrefix(namespace_prefix));
   const size_t limit = internal::NormalizePageSize(page_size);
   const std::string prefix = schema::MemoryRecordPrefix(project_id, namespace_prefix);
   std::string start = prefix;
@@ -359,7 +336,7 @@ absl::StatusOr<std::vector<ScoredMemoryRecord>> RocksDbStore::SearchMemory(
     const std::string& project_id, const std::string& namespace_prefix, const std::string& query,
     int32_t top_k) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckPrefix(namespace_prefix));
+  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryPrefix(namespace_prefix));
   if (top_k < 1 || static_cast<size_t>(top_k) > kMaxTopK) {
     return absl::InvalidArgumentError(absl::StrCat("top_k must be 1..", kMaxTopK));
   }
@@ -412,7 +389,7 @@ absl::StatusOr<std::vector<ScoredMemoryRecord>> RocksDbStore::SearchMemory(
 absl::Status RocksDbStore::DeleteMemory(const std::string& project_id,
                                         const std::string& name_space, const std::string& key) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckName(name_space, key));
+  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryName(name_space, key));
   const std::string doc_id = schema::MemoryDocId(name_space, key);
   const std::string record_key = schema::MemoryRecordKey(project_id, doc_id);
   const std::string doc_key = schema::MemoryDocKey(project_id, doc_id);
@@ -421,7 +398,7 @@ absl::Status RocksDbStore::DeleteMemory(const std::string& project_id,
   absl::MutexLock lock(&StripeFor(project_id, kMemoryLockId));
   AGENTD_ASSIGN_OR_RETURN(
       const bool exists, internal::KeyExists(db_.get(), {}, Cf(ColumnFamily::kMemory), record_key));
-  if (!exists) return NotFoundMemory(name_space, key);
+  if (!exists) return internal::MemoryNotFound(name_space, key);
   AGENTD_ASSIGN_OR_RETURN(std::optional<std::string> raw, GetRaw(db_.get(), {}, index, doc_key));
   memory::DocEntry old_doc;
   if (!raw.has_value() || !memory::DecodeDocEntry(*raw, &old_doc)) {

@@ -26,6 +26,7 @@ using internal::AtSnapshot;
 using internal::Batch;
 using internal::CheckId;
 using internal::CheckIds;
+using internal::CheckStateKey;
 using internal::FromRocks;
 using internal::GetValue;
 using internal::MalformedKey;
@@ -38,13 +39,6 @@ using schema::ColumnFamily;
 /// Longest chain of forks ReadEvents follows; a longer one can only be a corrupt cycle.
 constexpr int kMaxForkDepth = 10000;
 
-absl::Status CheckStateKey(absl::string_view key) {
-  if (schema::IsValidStateKey(key)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("state key must be 1..", schema::kMaxStateKeyBytes,
-                                                 " bytes of printable ASCII (got ", key.size(),
-                                                 " bytes)"));
-}
-
 /// The part of one session's own events that a reader of the chain sees: seq in [first, last].
 struct Segment {
   std::string session_id;
@@ -53,26 +47,6 @@ struct Segment {
 };
 
 }  // namespace
-
-namespace internal {
-
-absl::Status CheckStateMutations(const std::vector<StateMutation>& mutations) {
-  for (const StateMutation& m : mutations) {
-    AGENTD_RETURN_IF_ERROR(CheckStateKey(m.key));
-    if (m.value_json.size() > schema::kMaxStateValueBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("value_json of state key \"", m.key,
-                                                     "\" is larger than ",
-                                                     schema::kMaxStateValueBytes, " bytes"));
-    }
-    if (m.expected_version < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expected_version of state key \"", m.key, "\" must be >= 0"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace internal
 
 absl::StatusOr<storage::SessionRecord> RocksDbStore::GetLiveSession(
     const std::string& project_id, const std::string& session_id, absl::Time now,
@@ -182,15 +156,10 @@ absl::StatusOr<v1::StateEntry> RocksDbStore::PutState(const std::string& project
 
 absl::Status RocksDbStore::ForkSession(const std::string& project_id,
                                        const storage::SessionRecord& child) {
+  AGENTD_RETURN_IF_ERROR(internal::CheckFork(project_id, child));
   const v1::Session& cs = child.session();
   const std::string& child_id = cs.session_id();
   const std::string& parent_id = cs.parent_session_id();
-  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", child_id));
-  AGENTD_RETURN_IF_ERROR(CheckId("parent_session_id", parent_id));
-  if (parent_id == child_id) {
-    return absl::InvalidArgumentError("a session cannot be forked into itself");
-  }
-  if (cs.fork_seq() < 0) return absl::InvalidArgumentError("fork_seq must be >= 0");
   AGENTD_RETURN_IF_ERROR(ClearExpiredId(project_id, child_id));
 
   internal::StripeLock lock(&StripeFor(project_id, parent_id), &StripeFor(project_id, child_id));

@@ -411,18 +411,7 @@ absl::StatusOr<SessionPage> RocksDbStore::ListSessions(const std::string& projec
 absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
   const std::string& project_id = write.project_id;
   const std::string& session_id = write.session_id;
-  AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
-  if (!write.idempotency_key.empty()) {
-    AGENTD_RETURN_IF_ERROR(CheckId("idempotency_key", write.idempotency_key));
-  }
-  if (write.record.session().session_id() != session_id ||
-      std::any_of(write.events.begin(), write.events.end(),
-                  [&](const v1::Event& e) { return e.session_id() != session_id; })) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the record and every event must have session_id ", session_id));
-  }
-  AGENTD_RETURN_IF_ERROR(internal::CheckUsageDeltas(write.usage));
-  AGENTD_RETURN_IF_ERROR(internal::CheckStateMutations(write.state));
+  AGENTD_RETURN_IF_ERROR(internal::CheckSessionWrite(write));
 
   const std::string key = schema::SessionKey(project_id, session_id);
   absl::MutexLock lock(&StripeFor(project_id, session_id));

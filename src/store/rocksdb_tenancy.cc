@@ -83,31 +83,6 @@ std::shared_ptr<rocksdb::MergeOperator> NewUsageMergeOperator() {
   return std::make_shared<UsageAddOperator>();
 }
 
-absl::Status CheckUsageDeltas(const std::vector<UsageDelta>& deltas) {
-  for (size_t i = 0; i < deltas.size(); ++i) {
-    const UsageDelta& d = deltas[i];
-    const std::string what = absl::StrCat("usage delta ", i, ": ");
-    if (!schema::IsValidUsageDimension(d.dimension)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, "unknown dimension ", static_cast<int>(d.dimension)));
-    }
-    if (d.day < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, "day must be >= 0 (got ", d.day, ")"));
-    }
-    if (d.dimension == UsageDimension::kDay) {
-      if (!d.group.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, "a day-total delta must have an empty group (got \"",
-                         absl::CHexEscape(d.group), "\")"));
-      }
-    } else if (!schema::IsValidKeyComponent(d.group)) {
-      return absl::InvalidArgumentError(absl::StrCat(what, "group must be 1..", kMaxIdLength,
-                                                     " bytes long (got ", d.group.size(), ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 void MergeUsage(Batch* batch, rocksdb::ColumnFamilyHandle* usage_cf, const std::string& project_id,
                 const std::vector<UsageDelta>& deltas) {
   for (const UsageDelta& d : deltas) {
@@ -136,18 +111,6 @@ using schema::ColumnFamily;
 
 constexpr int32_t kDefaultAuditPageSize = 100;
 
-/// INVALID_ARGUMENT unless `audit` can be keyed: project_id and audit_id 1..kMaxIdLength bytes,
-/// time set.
-absl::Status CheckAudit(const v1::AuditEvent& audit) {
-  AGENTD_RETURN_IF_ERROR(CheckId("audit event project_id", audit.project_id()));
-  AGENTD_RETURN_IF_ERROR(CheckId("audit_id", audit.audit_id()));
-  if (!audit.has_time()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("audit event ", audit.audit_id(), " has no time"));
-  }
-  return absl::OkStatus();
-}
-
 void PutAudit(Batch* batch, rocksdb::ColumnFamilyHandle* audit_cf, const v1::AuditEvent& audit) {
   const uint64_t micros = schema::AuditKeyMicros(FromProto(audit.time()));
   batch->Put(audit_cf, schema::AuditKey(audit.project_id(), micros, audit.audit_id()), audit);
@@ -164,7 +127,7 @@ void PutAudit(Batch* batch, rocksdb::ColumnFamilyHandle* audit_cf, const v1::Aud
 absl::Status RocksDbStore::CreateProject(const v1::Project& project, const v1::AuditEvent& audit) {
   const std::string& project_id = project.project_id();
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckAudit(audit));
+  AGENTD_RETURN_IF_ERROR(internal::CheckAudit(audit));
   const std::string key = schema::ProjectKey(project_id);
   absl::MutexLock lock(&StripeFor(project_id, ""));
   AGENTD_ASSIGN_OR_RETURN(const bool exists,
@@ -220,7 +183,7 @@ absl::StatusOr<v1::Project> RocksDbStore::SetProjectLimits(
     const std::string& project_id, const v1::ProjectLimits& limits,
     const google::protobuf::Timestamp& update_time, const v1::AuditEvent& audit) {
   AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(CheckAudit(audit));
+  AGENTD_RETURN_IF_ERROR(internal::CheckAudit(audit));
   const std::string key = schema::ProjectKey(project_id);
   absl::MutexLock lock(&StripeFor(project_id, ""));
   AGENTD_ASSIGN_OR_RETURN(
@@ -243,7 +206,7 @@ absl::Status RocksDbStore::CreateApiKey(const storage::ApiKeyRecord& record,
   const std::string& key_id = record.key().key_id();
   const std::string& project_id = record.key().project_id();
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "key_id", key_id));
-  AGENTD_RETURN_IF_ERROR(CheckAudit(audit));
+  AGENTD_RETURN_IF_ERROR(internal::CheckAudit(audit));
   const std::string key = schema::ApiKeyKey(key_id);
   absl::MutexLock lock(&StripeFor("", key_id));
   // Projects are never deleted, so the project cannot vanish between this check and the write.
@@ -295,7 +258,7 @@ absl::StatusOr<v1::ApiKey> RocksDbStore::RevokeApiKey(
     const std::string& project_id, const std::string& key_id,
     const google::protobuf::Timestamp& revoke_time, const v1::AuditEvent& audit) {
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "key_id", key_id));
-  AGENTD_RETURN_IF_ERROR(CheckAudit(audit));
+  AGENTD_RETURN_IF_ERROR(internal::CheckAudit(audit));
   const std::string key = schema::ApiKeyKey(key_id);
   absl::MutexLock lock(&StripeFor("", key_id));
   AGENTD_ASSIGN_OR_RETURN(
@@ -375,7 +338,7 @@ absl::StatusOr<std::vector<UsageCounter>> RocksDbStore::ReadUsage(const std::str
 // ---- Audit -------------------------------------------------------------------------------
 
 absl::Status RocksDbStore::AppendAudit(const v1::AuditEvent& event, bool sync) {
-  AGENTD_RETURN_IF_ERROR(CheckAudit(event));
+  AGENTD_RETURN_IF_ERROR(internal::CheckAudit(event));
   Batch batch;
   PutAudit(&batch, Cf(ColumnFamily::kAudit), event);
   // Unsynced records still reach the WAL: a process crash keeps them, a power loss may not.

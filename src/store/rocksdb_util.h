@@ -32,11 +32,9 @@
 #include "rocksdb/write_batch.h"
 #include "store/context_store.h"
 #include "store/schema.h"
+#include "store/store_checks.h"
 
 namespace agentd::store::internal {
-
-inline constexpr int32_t kDefaultPageSize = 50;  // ListAgents, ListSessions, ListProjects
-inline constexpr int32_t kMaxPageSize = 1000;
 
 inline absl::string_view ToView(const rocksdb::Slice& s) {
   return absl::string_view(s.data(), s.size());
@@ -52,48 +50,8 @@ inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) 
   return absl::InternalError(msg);
 }
 
-inline absl::Status CheckId(absl::string_view field, absl::string_view id) {
-  if (schema::IsValidKeyComponent(id)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be 1..", kMaxIdLength, " bytes long (got ", id.size(), ")"));
-}
-
-inline absl::Status CheckIds(absl::string_view project_id, absl::string_view field,
-                             absl::string_view id) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  return CheckId(field, id);
-}
-
-inline absl::Status NotFound(absl::string_view kind, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
-}
-
 inline absl::Status MalformedKey(absl::string_view kind, absl::string_view key) {
   return absl::DataLossError(absl::StrCat("malformed ", kind, " key ", HexEncode(key)));
-}
-
-/// page_size <= 0 → `default_size`; larger than kMaxPageSize → kMaxPageSize.
-inline size_t NormalizePageSize(int32_t page_size, int32_t default_size = kDefaultPageSize) {
-  if (page_size <= 0) return static_cast<size_t>(default_size);
-  return static_cast<size_t>(std::min(page_size, kMaxPageSize));
-}
-
-/// The bytes of a page token: tokens are lowercase hex. INVALID_ARGUMENT for anything else.
-inline absl::StatusOr<std::string> DecodeHexToken(absl::string_view token) {
-  const bool hex = !token.empty() && token.size() % 2 == 0 &&
-                   std::all_of(token.begin(), token.end(), [](char c) {
-                     return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
-                   });
-  if (!hex) return absl::InvalidArgumentError("malformed page_token");
-  return absl::HexStringToBytes(token);
-}
-
-/// Page tokens of the id-ordered lists are the hex of the last id returned; the next page
-/// starts after that id.
-inline absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
-  AGENTD_ASSIGN_OR_RETURN(std::string id, DecodeHexToken(token));
-  if (!schema::IsValidKeyComponent(id)) return absl::InvalidArgumentError("malformed page_token");
-  return id;
 }
 
 template <typename T>
@@ -207,18 +165,9 @@ class PrefixIterator {
 /// report DATA_LOSS, and flushes and compactions still succeed. Thread-safe, stateless.
 std::shared_ptr<rocksdb::MergeOperator> NewUsageMergeOperator();
 
-/// INVALID_ARGUMENT naming the first bad delta: an unknown dimension, a negative day, a group on
-/// a kDay delta or a group that is not 1..kMaxIdLength bytes on another dimension.
-absl::Status CheckUsageDeltas(const std::vector<UsageDelta>& deltas);
-
 /// Adds a Merge of every delta to `batch`. Precondition: CheckUsageDeltas(deltas) is OK.
 void MergeUsage(Batch* batch, rocksdb::ColumnFamilyHandle* usage_cf, const std::string& project_id,
                 const std::vector<UsageDelta>& deltas);
-
-/// INVALID_ARGUMENT naming the first bad mutation: a key that is not 1..kMaxStateKeyBytes
-/// printable ASCII bytes, a value_json over kMaxStateValueBytes or a negative expected_version.
-/// (rocksdb_state.cc)
-absl::Status CheckStateMutations(const std::vector<StateMutation>& mutations);
 
 /// The expiry index key of a session that has an expire_time.
 inline std::string SessionExpiryKey(const std::string& project_id,
