@@ -11,6 +11,10 @@ PKGS=(
   openssl  # the openssl CLI: tls_test makes its certificates with it
   json-schema-test-suite  # json_schema_test runs its draft 7 cases
   buildah  # container_image builds and runs the image (deploy/container); chroot isolation, no daemon
+  # sanitizer and fuzzing builds (scripts/sanitizers.sh, scripts/fuzz.sh; CI runs them)
+  clang-14 libclang-rt-14-dev lld ninja-build
+  # the PostgreSQL store and its tests (a throwaway cluster on loopback per test binary)
+  postgresql-15 libpq-dev
 )
 # k8s_manifests validates with npm packages (deploy/tests/install-validator.sh). A NodeSource
 # nodejs already ships npm, and Debian's npm package would conflict with it: add only what is absent.
