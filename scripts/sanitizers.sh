@@ -10,7 +10,7 @@
 #                                                 TSan and run the concurrency tests under it
 #
 # Sanitizer reports are fatal: ASan/LSan abort, UB aborts (-fno-sanitize-recover), TSan exits 66,
-# so the test that hit one fails. The environment for each is exported by `env-asan` / set here.
+# so the test that hit one fails. .ci/run exports the ASan/UBSan/LSan options; `tsan` sets TSan's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

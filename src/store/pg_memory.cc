@@ -32,7 +32,6 @@ using pg::Param;
 using pg::ParseColumn;
 using pg::Result;
 
-constexpr size_t kMaxTopK = 1000;
 constexpr size_t kPostingsPerInsert = 500;
 
 /// Appends "doc_id >= $n [AND doc_id < $n+1]" for the doc ids under `prefix`.
@@ -185,16 +184,8 @@ absl::StatusOr<MemoryPage> PostgresStore::ListMemories(const std::string& projec
 absl::StatusOr<std::vector<ScoredMemoryRecord>> PostgresStore::SearchMemory(
     const std::string& project_id, const std::string& namespace_prefix, const std::string& query,
     int32_t top_k) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryPrefix(namespace_prefix));
-  if (top_k < 1 || static_cast<size_t>(top_k) > kMaxTopK) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be 1..", kMaxTopK));
-  }
-  const std::vector<std::string> terms = memory::QueryTerms(query);
-  if (terms.size() > memory::kMaxQueryTerms) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "query has ", terms.size(), " distinct terms; at most ", memory::kMaxQueryTerms));
-  }
+  AGENTD_ASSIGN_OR_RETURN(const std::vector<std::string> terms,
+                          internal::CheckSearch(project_id, namespace_prefix, query, top_k));
   std::vector<ScoredMemoryRecord> results;
   if (terms.empty()) return results;
 

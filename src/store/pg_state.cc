@@ -74,15 +74,8 @@ absl::StatusOr<std::vector<v1::StateEntry>> PostgresStore::ApplyState(
                                      {Bytes(project_id), Bytes(session_id), Bytes(m.key)}));
       if (r.rows() > 0) current = r.Int(0, 0);
     }
-    if (m.expected_version != 0 && m.expected_version != current) {
-      return absl::AbortedError(absl::StrCat("state key \"", m.key, "\" of session ", session_id,
-                                             " is at version ", current, ", not ",
-                                             m.expected_version));
-    }
-    v1::StateEntry& entry = written.emplace_back();
-    entry.set_key(m.key);
-    entry.set_value_json(m.value_json);
-    entry.set_version(current + 1);
+    AGENTD_ASSIGN_OR_RETURN(v1::StateEntry next, internal::NextStateEntry(session_id, m, current));
+    v1::StateEntry& entry = written.emplace_back(std::move(next));
     AGENTD_RETURN_IF_ERROR(
         c.Exec("put state",
                "INSERT INTO agentd_state (project_id, session_id, state_key, version, value_json) "

@@ -36,7 +36,6 @@ using schema::ColumnFamily;
 
 /// The lock stripe id of a project's memory writes (never a valid id: ids have no 01 byte).
 constexpr absl::string_view kMemoryLockId = "\x01memory";
-constexpr size_t kMaxTopK = 1000;
 
 absl::Status CorruptIndex(absl::string_view what, absl::string_view key) {
   return absl::DataLossError(
@@ -335,16 +334,8 @@ absl::StatusOr<MemoryPage> RocksDbStore::ListMemories(const std::string& project
 absl::StatusOr<std::vector<ScoredMemoryRecord>> RocksDbStore::SearchMemory(
     const std::string& project_id, const std::string& namespace_prefix, const std::string& query,
     int32_t top_k) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  AGENTD_RETURN_IF_ERROR(internal::CheckMemoryPrefix(namespace_prefix));
-  if (top_k < 1 || static_cast<size_t>(top_k) > kMaxTopK) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be 1..", kMaxTopK));
-  }
-  const std::vector<std::string> terms = memory::QueryTerms(query);
-  if (terms.size() > memory::kMaxQueryTerms) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "query has ", terms.size(), " distinct terms; at most ", memory::kMaxQueryTerms));
-  }
+  AGENTD_ASSIGN_OR_RETURN(const std::vector<std::string> terms,
+                          internal::CheckSearch(project_id, namespace_prefix, query, top_k));
   std::vector<ScoredMemoryRecord> results;
   if (terms.empty()) return results;
 

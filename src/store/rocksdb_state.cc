@@ -80,15 +80,8 @@ absl::StatusOr<std::vector<v1::StateEntry>> RocksDbStore::StageStateMutations(
           GetValue<v1::StateEntry>(db_.get(), {}, Cf(ColumnFamily::kState), "state", key));
       if (stored.has_value()) current = stored->version();
     }
-    if (m.expected_version != 0 && m.expected_version != current) {
-      return absl::AbortedError(absl::StrCat("state key \"", m.key, "\" of session ", session_id,
-                                             " is at version ", current, ", not ",
-                                             m.expected_version));
-    }
-    v1::StateEntry& entry = written.emplace_back();
-    entry.set_key(m.key);
-    entry.set_value_json(m.value_json);
-    entry.set_version(current + 1);
+    AGENTD_ASSIGN_OR_RETURN(v1::StateEntry next, internal::NextStateEntry(session_id, m, current));
+    v1::StateEntry& entry = written.emplace_back(std::move(next));
     batch->Put(Cf(ColumnFamily::kState), key, entry);
   }
   return written;

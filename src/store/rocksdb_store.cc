@@ -418,24 +418,7 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
   const absl::Time now = absl::Now();
   AGENTD_ASSIGN_OR_RETURN(const storage::SessionRecord stored,
                           GetLiveSession(project_id, session_id, now));
-  if (stored.revision() != write.expected_revision) {
-    return absl::AbortedError(absl::StrCat("session ", session_id, " is at revision ",
-                                           stored.revision(), ", not ", write.expected_revision));
-  }
-  const int64_t stored_last = stored.session().last_seq();
-  for (size_t i = 0; i < write.events.size(); ++i) {
-    const int64_t want = stored_last + 1 + static_cast<int64_t>(i);
-    if (write.events[i].seq() != want) {
-      return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": event seq ",
-                                                     write.events[i].seq(), ", expected ", want));
-    }
-  }
-  const int64_t new_last = write.events.empty() ? stored_last : write.events.back().seq();
-  if (write.record.session().last_seq() != new_last) {
-    return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": record last_seq ",
-                                                   write.record.session().last_seq(), ", expected ",
-                                                   new_last));
-  }
+  AGENTD_RETURN_IF_ERROR(internal::CheckWriteAgainstStored(write, stored));
 
   // One batch: the events, the new record, the state changes, the idempotency record (and its
   // index entry) and the usage counters land together or not at all.

@@ -294,11 +294,7 @@ absl::StatusOr<std::vector<UsageCounter>> RocksDbStore::ReadUsage(const std::str
                                                                   UsageDimension dimension,
                                                                   int32_t first_day,
                                                                   int32_t last_day) {
-  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
-  if (!schema::IsValidUsageDimension(dimension)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown usage dimension ", static_cast<int>(dimension)));
-  }
+  AGENTD_RETURN_IF_ERROR(internal::CheckUsageRead(project_id, dimension));
   std::vector<UsageCounter> counters;
   first_day = std::max(first_day, 0);
   if (last_day < first_day) return counters;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "store/memory_index.h"
+
 namespace agentd::store::internal {
 
 absl::Status CheckUsageDeltas(const std::vector<UsageDelta>& deltas) {
@@ -108,6 +110,69 @@ absl::Status CheckAudit(const v1::AuditEvent& audit) {
   if (!audit.has_time()) {
     return absl::InvalidArgumentError(
         absl::StrCat("audit event ", audit.audit_id(), " has no time"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWriteAgainstStored(const SessionWrite& write,
+                                     const storage::SessionRecord& stored) {
+  const std::string& session_id = write.session_id;
+  if (stored.revision() != write.expected_revision) {
+    return absl::AbortedError(absl::StrCat("session ", session_id, " is at revision ",
+                                           stored.revision(), ", not ", write.expected_revision));
+  }
+  const int64_t stored_last = stored.session().last_seq();
+  for (size_t i = 0; i < write.events.size(); ++i) {
+    const int64_t want = stored_last + 1 + static_cast<int64_t>(i);
+    if (write.events[i].seq() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": event seq ",
+                                                     write.events[i].seq(), ", expected ", want));
+    }
+  }
+  const int64_t new_last = write.events.empty() ? stored_last : write.events.back().seq();
+  if (write.record.session().last_seq() != new_last) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", session_id, ": record last_seq ",
+                                                   write.record.session().last_seq(), ", expected ",
+                                                   new_last));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::StateEntry> NextStateEntry(const std::string& session_id,
+                                              const StateMutation& m, int64_t current) {
+  if (m.expected_version != 0 && m.expected_version != current) {
+    return absl::AbortedError(absl::StrCat("state key \"", m.key, "\" of session ", session_id,
+                                           " is at version ", current, ", not ",
+                                           m.expected_version));
+  }
+  v1::StateEntry entry;
+  entry.set_key(m.key);
+  entry.set_value_json(m.value_json);
+  entry.set_version(current + 1);
+  return entry;
+}
+
+absl::StatusOr<std::vector<std::string>> CheckSearch(const std::string& project_id,
+                                                     const std::string& namespace_prefix,
+                                                     const std::string& query, int32_t top_k) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  AGENTD_RETURN_IF_ERROR(CheckMemoryPrefix(namespace_prefix));
+  if (top_k < 1 || static_cast<size_t>(top_k) > kMaxTopK) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be 1..", kMaxTopK));
+  }
+  std::vector<std::string> terms = memory::QueryTerms(query);
+  if (terms.size() > memory::kMaxQueryTerms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "query has ", terms.size(), " distinct terms; at most ", memory::kMaxQueryTerms));
+  }
+  return terms;
+}
+
+absl::Status CheckUsageRead(const std::string& project_id, UsageDimension dimension) {
+  AGENTD_RETURN_IF_ERROR(CheckId("project_id", project_id));
+  if (!schema::IsValidUsageDimension(dimension)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown usage dimension ", static_cast<int>(dimension)));
   }
   return absl::OkStatus();
 }

@@ -79,6 +79,17 @@ absl::Status CheckStateMutations(const std::vector<StateMutation>& mutations);
 /// session_id, and its usage deltas and state mutations pass their checks.
 absl::Status CheckSessionWrite(const SessionWrite& write);
 
+/// The checks of CommitSessionWrite against the stored record: ABORTED unless its revision is
+/// write.expected_revision; INVALID_ARGUMENT unless the events continue its last_seq without a
+/// gap and write.record's last_seq is the new last one.
+absl::Status CheckWriteAgainstStored(const SessionWrite& write,
+                                     const storage::SessionRecord& stored);
+
+/// The state entry a mutation writes over a key at version `current` (0 = missing): ABORTED when
+/// the mutation expects another version.
+absl::StatusOr<v1::StateEntry> NextStateEntry(const std::string& session_id,
+                                              const StateMutation& mutation, int64_t current);
+
 /// INVALID_ARGUMENT unless `child` (a fork) has valid session and parent ids that differ and a
 /// fork_seq >= 0 (the range against the parent is the store's to check).
 absl::Status CheckFork(const std::string& project_id, const storage::SessionRecord& child);
@@ -88,6 +99,16 @@ absl::Status CheckMemoryName(const std::string& name_space, const std::string& k
 /// INVALID_ARGUMENT unless `namespace_prefix` is at most kMaxMemoryNamespaceLength bytes, no NUL.
 absl::Status CheckMemoryPrefix(const std::string& namespace_prefix);
 absl::Status MemoryNotFound(absl::string_view name_space, absl::string_view key);
+
+inline constexpr size_t kMaxTopK = 1000;
+/// The checks of SearchMemory (ids, prefix, top_k 1..kMaxTopK, at most memory::kMaxQueryTerms
+/// distinct terms); returns the query's terms.
+absl::StatusOr<std::vector<std::string>> CheckSearch(const std::string& project_id,
+                                                     const std::string& namespace_prefix,
+                                                     const std::string& query, int32_t top_k);
+
+/// The checks of ReadUsage: a valid project id and a known dimension.
+absl::Status CheckUsageRead(const std::string& project_id, UsageDimension dimension);
 
 /// INVALID_ARGUMENT unless `audit` can be keyed: project_id and audit_id 1..kMaxIdLength bytes,
 /// time set.
