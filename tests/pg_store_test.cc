@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/barrier.h"
+#include "absl/synchronization/mutex.h"
 #include "store/pg_conn.h"
 #include "store/pg_schema.h"
 #include "store_contract_test.h"
@@ -324,6 +325,97 @@ TEST(PostgresNotifyPayloadTest, EscapesSeparatorsAndNonPrintableBytes) {
             "a%2Fb/s%25%01%20%FF/12");
 }
 
+TEST(PostgresNotifyPayloadTest, ParsesWhatItMakesAndRejectsTheRest) {
+  std::string project, session;
+  int64_t seq = 0;
+  const std::string odd("s%\x01 \xff", 5);
+  ASSERT_TRUE(ParsePostgresNotifyPayload(PostgresNotifyPayload("a/b", odd, 12), &project,
+                                         &session, &seq));
+  EXPECT_EQ(project, "a/b");
+  EXPECT_EQ(session, odd);
+  EXPECT_EQ(seq, 12);
+  ASSERT_TRUE(ParsePostgresNotifyPayload("p/s/-1", &project, &session, &seq));  // deleted
+  EXPECT_EQ(seq, -1);
+  for (const char* bad : {"", "p/s", "p/s/7/8", "p//7", "/s/7", "p/s/x", "p/s/-2", "p%2/s/1",
+                          "p%zz/s/1", "p/s%/1"}) {
+    EXPECT_FALSE(ParsePostgresNotifyPayload(bad, &project, &session, &seq)) << bad;
+  }
+}
+
+TEST_F(PostgresStoreTest, ReplicaHeartbeatsExpireByTheDatabaseClock) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(a->shared());
+  EXPECT_FALSE(*b->ReplicaAlive("host/replica_1"));  // never seen
+  ASSERT_TRUE(a->ReplicaHeartbeat("host/replica_1", absl::Seconds(30)).ok());
+  EXPECT_TRUE(*b->ReplicaAlive("host/replica_1"));   // another instance sees it
+  ASSERT_TRUE(a->ReplicaHeartbeat("host/replica_1", absl::Milliseconds(50)).ok());
+  absl::SleepFor(absl::Milliseconds(100));  // past the 50 ms lease the heartbeat itself set
+  EXPECT_FALSE(*b->ReplicaAlive("host/replica_1"));
+  EXPECT_EQ(a->ReplicaHeartbeat("", absl::Seconds(1)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->ReplicaHeartbeat("r", absl::ZeroDuration()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->ReplicaAlive(std::string(300, 'r')).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PostgresStoreTest, CommitFeedDeliversOtherInstancesCommitsAndResyncsAfterABreak) {
+  auto watcher = Open();
+  auto writer = Open();
+  ASSERT_NE(watcher, nullptr);
+  ASSERT_NE(writer, nullptr);
+  absl::Mutex mu;
+  std::vector<std::string> notices;
+  int resyncs = 0;
+  ASSERT_TRUE(watcher
+                  ->WatchCommits(
+                      [&](const std::string& p, const std::string& s, int64_t seq) {
+                        absl::MutexLock lock(&mu);
+                        notices.push_back(absl::StrCat(p, "|", s, "|", seq));
+                      },
+                      [&] {
+                        absl::MutexLock lock(&mu);
+                        ++resyncs;
+                      })
+                  .ok());
+  EXPECT_EQ(watcher->WatchCommits([](auto&&...) {}, [] {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto wait_for = [&](size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&] { return notices.size() >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  };
+  ASSERT_TRUE(writer->CreateSession("p/1", Session("s 1")).ok());
+  auto rec = writer->GetSession("p/1", "s 1");
+  ASSERT_TRUE(rec.ok());
+  ASSERT_TRUE(writer->CommitSessionWrite(Next("p/1", *rec, "one")).ok());
+  ASSERT_TRUE(wait_for(1));
+
+  // The feed's connection is killed: it reconnects, says so, and notices flow again.
+  absl::StatusOr<testing::PgCluster*> cluster = testing::PgCluster::Shared();
+  ASSERT_TRUE(cluster.ok());
+  ASSERT_EQ(*(*cluster)->Query(DbName(dsn_),
+                               absl::StrCat("SELECT count(pg_terminate_backend(pid, 5000)) FROM "
+                                            "pg_stat_activity WHERE datname = '",
+                                            DbName(dsn_), "' AND application_name = "
+                                            "'agentd-listen'")),
+            "1");
+  {
+    absl::MutexLock lock(&mu);
+    auto resynced = [&] { return resyncs >= 1; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&resynced), absl::Seconds(10)));
+  }
+  rec = writer->GetSession("p/1", "s 1");
+  ASSERT_TRUE(writer->CommitSessionWrite(Next("p/1", *rec, "two")).ok());
+  ASSERT_TRUE(writer->DeleteSession("p/1", "s 1").ok());
+  ASSERT_TRUE(wait_for(3));
+  watcher->StopWatchingCommits();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(notices, (std::vector<std::string>{"p/1|s 1|1", "p/1|s 1|2", "p/1|s 1|-1"}));
+}
+
 TEST_F(PostgresStoreTest, TerminatedConnectionIsReplacedTransparently) {
   auto store = Open(Durability::kRelaxed, /*pool=*/1);  // one connection: the one killed
   ASSERT_NE(store, nullptr);
@@ -355,8 +447,8 @@ TEST_F(PostgresStoreTest, BackupsPointAtPostgresTools) {
 TEST_F(PostgresStoreTest, TenantIdIsInEveryPrimaryKey) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  // Every agentd table but the migrations and the global API-key lookup has project_id first in
-  // its primary key.
+  // Every agentd table but the migrations, the global API-key lookup and the replicas'
+  // heartbeats (processes, not tenant data) has project_id first in its primary key.
   pg::Pool pool({dsn_, 1, "", 3});
   int64_t without = -1;
   ASSERT_TRUE(pool.Transaction([&](pg::Conn& c) -> absl::Status {
@@ -365,7 +457,7 @@ TEST_F(PostgresStoreTest, TenantIdIsInEveryPrimaryKey) {
                         "SELECT count(*) FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
                         "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0] "
                         "WHERE i.indisprimary AND t.relname LIKE 'agentd\\_%' AND t.relname NOT "
-                        "IN ('agentd_schema_migrations', 'agentd_api_keys') AND "
+                        "IN ('agentd_schema_migrations', 'agentd_api_keys', 'agentd_replicas') AND "
                         "a.attname <> 'project_id'");
                     if (!r.ok()) return r.status();
                     without = r->Int(0, 0);

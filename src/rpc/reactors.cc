@@ -244,9 +244,12 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
     }
     // Subscribe first, then read history: every event is either in the history read or
     // published to us afterwards; duplicates are dropped by seq.
+    project_ = project;
+    session_id_ = request.session_id();
     subscription_ = sessions_->hub()->Subscribe(
         key_, {[this](const std::vector<v1::Event>& events) { OnLive(events); },
-               [this]() { End(absl::NotFoundError("session was deleted")); }});
+               [this]() { End(absl::NotFoundError("session was deleted")); },
+               [this](int64_t last_seq) { OnNotice(last_seq); }});
     int64_t after = request.after_seq();
     for (;;) {
       auto page = sessions_->store()->ReadEvents(project, request.session_id(), after, 500);
@@ -266,6 +269,7 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
       DeliverLocked(buffered_);
       buffered_.clear();
       overflow = overflow_;
+      MaybeFetchLocked();
     }
     if (overflow) EndOverflow();
   }
@@ -274,6 +278,11 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
 
   void OnDone() override {
     Unsubscribe();
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (fetching_) return;  // the fetch deletes the reactor when it ends
+    }
     delete this;
   }
 
@@ -288,20 +297,77 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
       }
       DeliverLocked(events);
       overflow = overflow_;
+      MaybeFetchLocked();
     }
     if (overflow) EndOverflow();
   }
 
-  // Queues events newer than the last one queued, in order.
+  // Another replica committed up to `last_seq` (hub thread: only note it and schedule the read).
+  void OnNotice(int64_t last_seq) {
+    absl::MutexLock lock(&mu_);
+    want_seq_ = std::max(want_seq_, last_seq);
+    MaybeFetchLocked();
+  }
+
+  // Queues events newer than the last one queued, in order. An event past the next seq means
+  // some were committed elsewhere and not seen here yet: it and what follows are left to the
+  // fetch, which reads them from the store in order.
   void DeliverLocked(const std::vector<v1::Event>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const v1::Event& e : events) {
       if (overflow_ || e.seq() <= last_seq_) continue;
+      if (live_ && e.seq() != last_seq_ + 1) {
+        want_seq_ = std::max(want_seq_, e.seq());
+        return;
+      }
       if (!Push(e, kMaxWatchBacklog)) {
         overflow_ = true;
         return;
       }
       last_seq_ = e.seq();
     }
+  }
+
+  void MaybeFetchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!live_ || fetching_ || ended_ || done_ || overflow_ || want_seq_ <= last_seq_) return;
+    fetching_ = true;
+    sessions_->executor()->Schedule([this] { Fetch(); });
+  }
+
+  // Reads from the cursor until the store has nothing newer (on a turn worker).
+  void Fetch() {
+    absl::Status status;
+    bool overflow = false;
+    for (;;) {
+      int64_t after;
+      {
+        absl::MutexLock lock(&mu_);
+        if (ended_ || done_ || overflow_ || want_seq_ <= last_seq_) break;
+        after = last_seq_;
+      }
+      auto page = sessions_->store()->ReadEvents(project_, session_id_, after, 500);
+      absl::MutexLock lock(&mu_);
+      if (!page.ok()) {
+        status = page.status();
+        break;
+      }
+      if (page->empty()) {
+        want_seq_ = std::min(want_seq_, last_seq_);  // a resync notice asked for "anything"
+        break;
+      }
+      DeliverLocked(*page);
+      overflow = overflow_;
+    }
+    // Still `fetching_`: OnDone cannot delete the reactor while these run.
+    if (!status.ok()) End(status);
+    if (overflow) EndOverflow();
+    bool done;
+    {
+      absl::MutexLock lock(&mu_);
+      fetching_ = false;
+      done = done_;
+      if (!done) MaybeFetchLocked();  // a notice that came while this read
+    }
+    if (done) delete this;
   }
 
   void EndOverflow() {
@@ -328,7 +394,12 @@ class WatchReactor final : public QueuedWriter<v1::Event> {
   std::string key_;
   uint64_t subscription_ = 0;
   absl::Mutex mu_;
+  std::string project_;
+  std::string session_id_;
   int64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t want_seq_ ABSL_GUARDED_BY(mu_) = 0;  // committed elsewhere up to here (notices, gaps)
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;     // OnDone ran: the fetch in flight deletes us
   bool live_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   bool overflow_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,5 +1,7 @@
 #include "runtime/event_hub.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 
 namespace agentd::runtime {
@@ -39,6 +41,24 @@ void EventHub::Close(const std::string& key) {
     if (listener.on_closed) listener.on_closed();
   }
   listeners_.erase(it);
+}
+
+void EventHub::Notice(const std::string& key, int64_t last_seq) {
+  absl::MutexLock lock(&mu_);
+  auto it = listeners_.find(key);
+  if (it == listeners_.end()) return;
+  for (auto& [id, listener] : it->second) {
+    if (listener.on_notice) listener.on_notice(last_seq);
+  }
+}
+
+void EventHub::NoticeAll() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, m] : listeners_) {
+    for (auto& [id, listener] : m) {
+      if (listener.on_notice) listener.on_notice(std::numeric_limits<int64_t>::max());
+    }
+  }
 }
 
 size_t EventHub::watcher_count() const {

@@ -13,6 +13,7 @@
 #include "common/time_util.h"
 #include "metrics/agentd_metrics.h"
 #include "runtime/limits.h"
+#include "runtime/replicas.h"
 #include "runtime/validation.h"
 
 namespace agentd::runtime {
@@ -126,6 +127,7 @@ absl::Status SessionManager::Delete(const std::string& project_id, const std::st
       return absl::FailedPreconditionError(absl::StrCat(
           "a turn is running on session \"", session_id, "\"; cancel it before deleting"));
     }
+    AGENTD_RETURN_IF_ERROR(CheckNotRunningElsewhere(project_id, session_id, "deleting"));
     absl::Status st = deps_.store->DeleteSession(project_id, session_id);
     deps_.history->Erase(key);
     if (absl::IsNotFound(st)) return SessionNotFound(session_id);
@@ -167,6 +169,21 @@ absl::Status SessionManager::CheckInFlightIdempotency(const Slot& slot,
   AGENTD_RETURN_IF_ERROR(check(slot.running));
   for (const auto& t : slot.queue) AGENTD_RETURN_IF_ERROR(check(t));
   return absl::OkStatus();
+}
+
+absl::Status SessionManager::CheckNotRunningElsewhere(const std::string& project_id,
+                                                      const std::string& session_id,
+                                                      const char* what) {
+  if (!deps_.store->shared()) return absl::OkStatus();
+  auto rec = deps_.store->GetSession(project_id, session_id);
+  if (absl::IsNotFound(rec.status())) return SessionNotFound(session_id);
+  AGENTD_RETURN_IF_ERROR(rec.status());
+  AGENTD_ASSIGN_OR_RETURN(ClaimState claim, InspectClaim(deps_.store, *rec, deps_.replica_id));
+  if (claim != ClaimState::kLive) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a turn is running on session \"", session_id, "\" on replica ", rec->running_replica_id(),
+      "; ", what, " must reach that replica (send x-agentd-session so the proxy routes it there)",
+      " or wait for the turn to end"));
 }
 
 std::shared_ptr<Turn> SessionManager::SubmitTurn(const std::string& project_id,
@@ -300,6 +317,7 @@ void SessionManager::CancelTurn(
   }
   if (running == nullptr) {
     if (st.ok()) st = Get(project_id, session_id).status();
+    if (st.ok()) st = CheckNotRunningElsewhere(project_id, session_id, "cancelling");
     if (st.ok()) {
       st = absl::FailedPreconditionError(
           absl::StrCat("no turn is running on session \"", session_id, "\""));
@@ -313,40 +331,34 @@ void SessionManager::CancelTurn(
 
 absl::Status SessionManager::RecoverInterruptedTurns() {
   int recovered = 0;
+  absl::flat_hash_map<std::string, bool> alive;  // replica id → heartbeat alive, for this pass
   AGENTD_RETURN_IF_ERROR(deps_.store->ForEachSessionWithStatus(
       v1::SESSION_STATUS_RUNNING,
       [&](const std::string& project_id, const storage::SessionRecord& stored) -> absl::Status {
-        storage::SessionRecord record = stored;
-        v1::Session* s = record.mutable_session();
-        store::SessionWrite w;
-        w.project_id = project_id;
-        w.session_id = s->session_id();
-        w.expected_revision = stored.revision();
-        v1::Event& e = w.events.emplace_back();
-        e.set_session_id(s->session_id());
-        e.set_seq(s->last_seq() + 1);
-        e.set_turn_id(record.running_turn_id());
-        *e.mutable_time() = NowProto();
-        e.set_type(v1::EVENT_TYPE_TURN_FAILED);
-        e.mutable_turn()->set_turn_id(record.running_turn_id());
-        e.mutable_turn()->set_status(v1::TURN_STATUS_FAILED);
-        e.mutable_turn()->set_error("agentd stopped while the turn was running");
-        s->set_last_seq(e.seq());
-        *s->mutable_update_time() = e.time();
-        if (record.answered_tool_calls_size() > 0) {
-          s->set_status(v1::SESSION_STATUS_REQUIRES_ACTION);
-          *s->mutable_pending_tool_calls() = record.answered_tool_calls();
-        } else {
-          s->set_status(v1::SESSION_STATUS_FAILED);
+        AGENTD_ASSIGN_OR_RETURN(ClaimState claim,
+                                InspectClaim(deps_.store, stored, deps_.replica_id, &alive));
+        if (claim == ClaimState::kLive) return absl::OkStatus();
+        if (claim == ClaimState::kOurs) {
+          // Ours and still running here: leave it. Ours and not running (its last commit
+          // failed): interrupted like any other.
+          absl::MutexLock lock(&mu_);
+          auto it = slots_.find(EventHub::Key(project_id, stored.session().session_id()));
+          if (it != slots_.end() && it->second.running != nullptr) return absl::OkStatus();
         }
-        record.clear_running_turn_id();
-        record.clear_answered_tool_calls();
-        w.record = record;
+        absl::Status st = deps_.store->CommitSessionWrite(InterruptedTurnWrite(
+            project_id, stored,
+            claim == ClaimState::kOurs || !deps_.store->shared()
+                ? "agentd stopped while the turn was running"
+                : "the agentd replica running the turn stopped"));
+        // ABORTED: the session moved on (its replica finished, or another replica recorded it).
+        if (absl::IsAborted(st)) return absl::OkStatus();
+        AGENTD_RETURN_IF_ERROR(st);
+        deps_.history->Erase(EventHub::Key(project_id, stored.session().session_id()));
         ++recovered;
-        return deps_.store->CommitSessionWrite(w);
+        return absl::OkStatus();
       }));
   if (recovered > 0) {
-    spdlog::warn("recovered {} turn(s) interrupted by a previous stop; recorded as failed", recovered);
+    spdlog::warn("recovered {} interrupted turn(s); recorded as failed", recovered);
   }
   return absl::OkStatus();
 }

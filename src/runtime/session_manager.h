@@ -4,8 +4,8 @@
 //
 // Threading: every method is thread-safe. Turn callbacks (observers, finish listeners) run on
 // the thread that drives the turn: the caller's for inline models, a backend thread otherwise.
-// Scale-out note: the busy rule here guards one process; the store's revision CAS is what keeps
-// a session consistent when several processes share a store.
+// Scale-out: the slots here are the busy rule within one process; on a shared store a turn's
+// claim in the session record (runtime/replicas.h) extends it across processes.
 #pragma once
 
 #include <cstddef>
@@ -110,6 +110,9 @@ class SessionManager {
   EventHub* hub() { return deps_.hub; }
   store::ContextStore* store() { return deps_.store; }
   backend::ModelRouter* router() { return deps_.router; }
+  /// The turn workers (also runs short store reads for watchers).
+  Executor* executor() { return deps_.executor; }
+  const std::string& replica_id() const { return deps_.replica_id; }
 
  private:
   struct Slot {
@@ -118,6 +121,10 @@ class SessionManager {
   };
 
   void OnTurnFinished(Turn* turn);
+  /// Shared stores: FAILED_PRECONDITION when another live replica runs a turn on the session
+  /// (`what` names the refused operation); its in-process slot is not visible here.
+  absl::Status CheckNotRunningElsewhere(const std::string& project_id,
+                                        const std::string& session_id, const char* what);
   absl::Status CheckInFlightIdempotency(const Slot& slot, const v1::RunTurnRequest& request,
                                         const std::string& digest) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

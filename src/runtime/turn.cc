@@ -14,6 +14,7 @@
 #include "metrics/agentd_metrics.h"
 #include "metrics/trace_context.h"
 #include "runtime/context_builder.h"
+#include "runtime/replicas.h"
 
 namespace agentd::runtime {
 
@@ -109,6 +110,23 @@ void Turn::Begin() {
   obs::ContextScope log_scope(context_.get(), request_.session_id(), turn_id_);
   began_ = true;
   absl::Status st = Prepare();
+  if (st.ok() && replay_.has_value()) {
+    Deliver(absl::OkStatus(), *replay_);  // a retry of a turn another replica completed
+    return;
+  }
+  if (st.ok() && deps_.store->shared()) {
+    // The claim: on a shared store the opening events commit before anything runs, so that
+    // of two replicas that both found the session free exactly one goes on (revision CAS).
+    st = Commit(/*final_write=*/false, "", nullptr);
+    if (absl::IsAborted(st) && committed_ == 0) {
+      busy_elsewhere_ = true;
+      st = BusyElsewhereError();
+    }
+  }
+  if (busy_elsewhere_ && request_.on_busy() == v1::BUSY_POLICY_ENQUEUE) {
+    st = WaitForRemoteTurn();
+    if (st.ok()) return;  // looks again shortly
+  }
   if (!st.ok()) {
     Deliver(st, v1::TurnResult());  // nothing was appended
     return;
@@ -117,13 +135,136 @@ void Turn::Begin() {
   RunStep();
 }
 
+absl::Status Turn::BusyElsewhereError() const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a turn is already running on session \"", request_.session_id(),
+      "\" on another replica (on_busy=REJECT; use ENQUEUE to wait)"));
+}
+
+absl::Status Turn::WaitForRemoteTurn() {
+  if (deps_.timers == nullptr) return BusyElsewhereError();
+  const absl::Time when = absl::Now() + kRemoteBusyPoll;
+  if (when >= deadline_) {
+    return absl::DeadlineExceededError(
+        "deadline passed while waiting for the turn running on another replica");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return CancelledStatusLocked();
+    waiting_ = true;
+  }
+  auto self = shared_from_this();
+  deps_.timers->Schedule(when, [self] { self->ResumeWaiting(); });
+  return absl::OkStatus();
+}
+
+void Turn::ResumeWaiting() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!waiting_) return;  // already woken (the timer and Cancel race)
+    waiting_ = false;
+  }
+  auto self = shared_from_this();
+  deps_.executor->Schedule([self] {
+    absl::Status cancelled;
+    {
+      absl::MutexLock lock(&self->mu_);
+      if (self->cancelled_) cancelled = self->CancelledStatusLocked();
+    }
+    if (!cancelled.ok()) {
+      self->FinishWithoutRunning(cancelled);
+      return;
+    }
+    self->Begin();
+  });
+}
+
+absl::Status Turn::CancelledStatusLocked() const {
+  return absl::Status(
+      cancel_code_ == absl::StatusCode::kOk ? absl::StatusCode::kCancelled : cancel_code_,
+      cancel_reason_);
+}
+
+absl::Status Turn::CheckClaim() {
+  for (int attempt = 0;; ++attempt) {
+    AGENTD_ASSIGN_OR_RETURN(ClaimState claim,
+                            InspectClaim(deps_.store, record_, deps_.replica_id));
+    if (claim == ClaimState::kLive) {
+      const std::string& key = request_.idempotency_key();
+      if (!key.empty() && key == record_.running_idempotency_key()) {
+        if (record_.running_request_digest() != digest_) {
+          return absl::InvalidArgumentError(
+              "idempotency_key was already used with a different request body");
+        }
+        return absl::AbortedError("a turn with this idempotency_key is still running; retry later");
+      }
+      busy_elsewhere_ = true;
+      return absl::OkStatus();  // the caller decides after the idempotency record
+    }
+    if (claim == ClaimState::kNone) return absl::OkStatus();
+    // RUNNING, yet that turn cannot be running: this process's slot admits one turn per session,
+    // and a turn of another process is recorded only while its replica is alive. Record it as
+    // failed (keeping the log's turns well nested), then read the session again.
+    const char* error = claim == ClaimState::kOurs
+                            ? "the turn ended without its final record (a store write failed)"
+                        : deps_.store->shared() ? "the agentd replica running the turn stopped"
+                                                : "agentd stopped while the turn was running";
+    absl::Status st =
+        deps_.store->CommitSessionWrite(InterruptedTurnWrite(project_id_, record_, error));
+    if (!st.ok() && !absl::IsAborted(st)) return st;
+    if (attempt == 3) return absl::AbortedError("session changed while it was being recovered");
+    auto rec = deps_.store->GetSession(project_id_, request_.session_id());
+    AGENTD_RETURN_IF_ERROR(rec.status());
+    record_ = *std::move(rec);
+  }
+}
+
 absl::Status Turn::Prepare() {
+  // Everything below is (re)built from the store: a turn that waited for another replica's
+  // turn runs this again.
+  busy_elsewhere_ = false;
+  replay_.reset();
+  tools_.clear();
+  arg_schemas_.clear();
+  gateway_tools_.clear();
+  approval_tools_.clear();
+  allowed_tools_ = tools::ToolAllowList();
+  approved_calls_.clear();
+  output_schema_.reset();
+  tool_defs_.clear();
+  max_validation_retries_ = kDefaultValidationRetries;
+  history_.reset();
+  turn_events_.clear();
+  committed_ = 0;
+  answered_calls_.clear();
+
   auto rec = deps_.store->GetSession(project_id_, request_.session_id());
   if (absl::IsNotFound(rec.status())) {
     return absl::NotFoundError(absl::StrCat("session \"", request_.session_id(), "\" not found"));
   }
   AGENTD_RETURN_IF_ERROR(rec.status());
   record_ = *std::move(rec);
+  AGENTD_RETURN_IF_ERROR(CheckClaim());
+  if (deps_.store->shared()) {
+    // A retry that reached this replica after another one recorded the turn (this process's
+    // SubmitTurn checked before the session was read).
+    if (!request_.idempotency_key().empty()) {
+      AGENTD_ASSIGN_OR_RETURN(auto stored, deps_.store->GetIdempotency(
+                                               project_id_, request_.session_id(),
+                                               request_.idempotency_key()));
+      if (stored.has_value()) {
+        if (stored->request_digest() != digest_) {
+          return absl::InvalidArgumentError(
+              "idempotency_key was already used with a different request body");
+        }
+        if (!replay_.emplace().ParseFromString(stored->result())) {
+          return absl::DataLossError("stored idempotency record is corrupt");
+        }
+        return absl::OkStatus();
+      }
+    }
+    if (busy_elsewhere_) return BusyElsewhereError();
+  }
   const v1::Session& s = record_.session();
   if (request_.expected_last_seq() != 0 && request_.expected_last_seq() != s.last_seq()) {
     return absl::AbortedError(absl::StrCat("expected_last_seq ", request_.expected_last_seq(),
@@ -173,6 +314,9 @@ absl::Status Turn::Prepare() {
   ms->set_status(v1::SESSION_STATUS_RUNNING);
   ms->clear_pending_tool_calls();
   record_.set_running_turn_id(turn_id_);
+  record_.set_running_replica_id(deps_.replica_id);
+  record_.set_running_idempotency_key(request_.idempotency_key());
+  record_.set_running_request_digest(digest_);
   *record_.mutable_answered_tool_calls() = {answered_calls_.begin(), answered_calls_.end()};
   return absl::OkStatus();
 }
@@ -462,6 +606,9 @@ void Turn::FinishTurn(Outcome outcome) {
 
   v1::Session* s = record_.mutable_session();
   record_.clear_running_turn_id();
+  record_.clear_running_replica_id();
+  record_.clear_running_idempotency_key();
+  record_.clear_running_request_digest();
   record_.clear_answered_tool_calls();
   s->clear_pending_tool_calls();
   if (outcome.status == v1::TURN_STATUS_COMPLETED) {
@@ -521,6 +668,7 @@ void Turn::FinishWithoutRunning(const absl::Status& status) {
 
 void Turn::Cancel(const std::string& reason, absl::StatusCode code) {
   std::shared_ptr<backend::ModelCall> call;
+  bool waiting;
   {
     absl::MutexLock lock(&mu_);
     if (finished_ || cancelled_) return;
@@ -528,8 +676,10 @@ void Turn::Cancel(const std::string& reason, absl::StatusCode code) {
     cancel_reason_ = reason;
     cancel_code_ = code;
     call = call_;
+    waiting = waiting_;
   }
   if (call) call->Cancel();
+  if (waiting) ResumeWaiting();  // finishes it now rather than at the next look
 }
 
 void Turn::AddFinishListener(std::function<void(const absl::Status&, const v1::TurnResult&)> fn) {

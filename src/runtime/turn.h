@@ -35,6 +35,7 @@
 #include "agentd/v1/session.pb.h"
 #include "auth/limits.h"
 #include "backend/model_router.h"
+#include "backend/timer_queue.h"
 #include "runtime/builtin_tools.h"
 #include "runtime/context_builder.h"
 #include "runtime/event_hub.h"
@@ -86,7 +87,16 @@ struct TurnDeps {
   std::function<int64_t(const std::string& model)> context_window;
   /// Server-side tools of MCP servers and HTTP endpoints ("mcp:...", "http:..."); null = none.
   tools::ToolGateway* tools = nullptr;
+  /// This process's id among the replicas sharing the store (runtime/replicas.h); recorded with
+  /// every running turn.
+  std::string replica_id = "local";
+  /// Wakes turns that wait (on_busy=ENQUEUE) for a turn running on another replica; null = such
+  /// turns are rejected as busy instead.
+  backend::TimerQueue* timers = nullptr;
 };
+
+/// How often a turn queued behind a turn of another replica looks at the session again.
+inline constexpr absl::Duration kRemoteBusyPoll = absl::Milliseconds(100);
 
 /// Context budget when neither the agent's policy nor the model's window gives one.
 inline constexpr int64_t kDefaultContextTokens = 32768;
@@ -129,7 +139,23 @@ class Turn : public std::enable_shared_from_this<Turn> {
   enum class CallKind { kStep, kSummary };
 
   // turn.cc: lifecycle and commits.
+  /// Reads the session and builds the opening events. Runs again from scratch (everything it
+  /// sets is reset first) when a turn retries after waiting for another replica's turn. Sets
+  /// busy_elsewhere_ when another replica runs a turn on the session, replay_ when a shared
+  /// store already holds this request's idempotency record.
   absl::Status Prepare();
+  /// The session's stored running-turn fields: busy (another live replica; sets
+  /// busy_elsewhere_), in flight (the same idempotency key: ABORTED), or a turn that cannot be
+  /// running any more (recorded as failed, then the session is read again).
+  absl::Status CheckClaim();
+  /// on_busy=ENQUEUE behind another replica's turn: OK when it will look again after
+  /// kRemoteBusyPoll; otherwise the status to finish with (no timers, deadline, cancelled).
+  absl::Status WaitForRemoteTurn();
+  /// Wakes a waiting turn (the timer, or Cancel) onto a worker.
+  void ResumeWaiting();
+  absl::Status BusyElsewhereError() const;
+  /// The status of a turn cancelled before it ran (CANCELLED, or the canceller's code).
+  absl::Status CancelledStatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   /// Tools, schemas, validation budget and context limits of agent_ (after model_ is known).
   absl::Status PrepareAgent();
   /// Replaces agent_'s "mcp:..." / "http:..." BUILTIN specs by the tools they stand for
@@ -230,6 +256,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::string output_text_;
   bool began_ = false;
   bool outcome_recorded_ = false;  // the closing event is durable (counted as a finished turn)
+  bool busy_elsewhere_ = false;    // Prepare found another replica's turn running
+  std::optional<v1::TurnResult> replay_;  // Prepare found this request's stored result
 
   // Deltas that arrive before the opening events are durable wait here, so a stream always
   // starts with TURN_STARTED. Lock order: mu_ before delta_mu_.
@@ -245,6 +273,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   int64_t call_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // model call running (0 none)
   std::shared_ptr<backend::ModelCall> call_ ABSL_GUARDED_BY(mu_);
   absl::Status start_commit_status_ ABSL_GUARDED_BY(mu_);
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;  // for another replica's turn (WaitForRemoteTurn)
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   v1::TurnResult final_result_ ABSL_GUARDED_BY(mu_);

@@ -39,6 +39,7 @@ absl::Status ReadStore(const YAML::Node& node, const std::string& path, StoreCon
   Fields f(node, path);
   f.OneOf("type", &s->type, {"rocksdb", "postgres"});
   f.Str("postgres_dsn_env", &s->postgres_dsn_env);
+  f.Int("replica_ttl_seconds", &s->replica_ttl_seconds, 1, 3600);
   return f.Finish();
 }
 

@@ -84,6 +84,9 @@ struct RouterConfig {
 struct StoreConfig {
   std::string type = "rocksdb";                        // rocksdb | postgres
   std::string postgres_dsn_env = "AGENTD_POSTGRES_DSN";
+  /// Shared stores (postgres): a replica whose heartbeat is older than this is taken for gone
+  /// and its running turns are recorded as failed by the others. Heartbeats every third of it.
+  int64_t replica_ttl_seconds = 10;
 };
 
 /// TLS for the gRPC listener. cert_file and key_file go together; client_ca_file (needs both)

@@ -18,6 +18,7 @@
 #include "backend/echo_backend.h"
 #include "backend/model_router.h"
 #include "backend/openai_backend.h"
+#include "backend/timer_queue.h"
 #include "http/http_server.h"
 #include "metrics/agentd_metrics.h"
 #include "openai/door.h"
@@ -33,6 +34,7 @@
 #include "runtime/executor.h"
 #include "runtime/history_cache.h"
 #include "runtime/memory_manager.h"
+#include "runtime/replicas.h"
 #include "runtime/session_manager.h"
 #include "server/observability.h"
 #include "server/probe_health.h"
@@ -253,11 +255,21 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
     server->tools_ = *std::move(gateway);
   }
   deps.tools = server->tools_.get();
+  deps.replica_id = runtime::NewReplicaId();
+  server->turn_timers_ = std::make_unique<backend::TimerQueue>();
+  deps.timers = server->turn_timers_.get();
   server->agents_ = std::make_unique<runtime::AgentManager>(server->store_.get(), server->router_.get(),
                                                             server->tools_.get());
   server->sessions_ = std::make_unique<runtime::SessionManager>(deps);
   st = server->sessions_->RecoverInterruptedTurns();
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("recovering interrupted turns: ", st.message()));
+  if (server->store_->shared()) {
+    server->replicas_ = std::make_unique<runtime::ReplicaMonitor>(
+        server->store_.get(), server->sessions_.get(), server->hub_.get(),
+        absl::Seconds(cfg.store.replica_ttl_seconds));
+    st = server->replicas_->Start();
+    if (!st.ok()) return st;
+  }
   RegisterRuntimeMetrics(server->metrics_.get(), server->sessions_.get(), server->history_.get(),
                          server->router_.get());
   if (!cfg.metrics_listen.empty()) {

@@ -18,6 +18,7 @@ class HealthCheckServiceInterface;
 namespace agentd::backend {
 class InferenceBackend;
 class ModelRouter;
+class TimerQueue;
 }  // namespace agentd::backend
 namespace agentd::store {
 class ContextStore;
@@ -43,6 +44,7 @@ class EventHub;
 class Executor;
 class HistoryCache;
 class MemoryManager;
+class ReplicaMonitor;
 class SessionManager;
 }  // namespace agentd::runtime
 namespace agentd::tools {
@@ -121,6 +123,11 @@ class AgentdServer {
   std::unique_ptr<runtime::MemoryManager> memory_;
   // Destroyed before sessions_ (runs what is queued while the managers still exist).
   std::unique_ptr<runtime::Executor> executor_;
+  // Wake turns waiting for another replica's turn (onto executor_): destroyed before it.
+  std::unique_ptr<backend::TimerQueue> turn_timers_;
+  // Shared stores only: heartbeats, orphaned turns, commit notices into hub_. Stopped before
+  // the sessions, the hub and the store it uses.
+  std::unique_ptr<runtime::ReplicaMonitor> replicas_;
   std::unique_ptr<rpc::AgentServiceImpl> agent_service_;
   std::unique_ptr<rpc::SessionServiceImpl> session_service_;
   std::unique_ptr<rpc::MemoryServiceImpl> memory_service_;

@@ -282,6 +282,35 @@ class ContextStore {
       const std::function<absl::Status(const std::string& project_id,
                                        const storage::SessionRecord& record)>& fn) = 0;
 
+  // ---- Replicas: several agentd processes sharing one store (docs/scale-out.md) -------------
+  /// True when other agentd processes may write this store at the same time (PostgreSQL). A
+  /// store that is not shared is written by this process alone (RocksDB locks its directory).
+  virtual bool shared() const { return false; }
+  /// Records that replica `replica_id` is alive until `ttl` from now, by the store's clock (so
+  /// replicas' clocks need not agree). Not shared: nothing to record.
+  [[nodiscard]] virtual absl::Status ReplicaHeartbeat(const std::string& replica_id,
+                                                      absl::Duration ttl) {
+    return absl::OkStatus();
+  }
+  /// Whether `replica_id`'s last heartbeat has not expired. Not shared: false (no other process
+  /// writes the store; the caller knows its own id).
+  [[nodiscard]] virtual absl::StatusOr<bool> ReplicaAlive(const std::string& replica_id) {
+    return false;
+  }
+  /// Change notices of commits by every process sharing the store: `on_commit(project_id,
+  /// session_id, last_seq)` says the session's log reaches at least last_seq; `on_resync()`
+  /// says notices may have been missed (the feed reconnected) and every watched session should
+  /// be read again. Both run on a store thread and must return quickly. Not shared: never called
+  /// (this process publishes its own commits). At most one subscription at a time; it lasts
+  /// until StopWatchingCommits() (which waits for a callback in progress) or the store's end.
+  using CommitNotice = std::function<void(const std::string& project_id,
+                                          const std::string& session_id, int64_t last_seq)>;
+  [[nodiscard]] virtual absl::Status WatchCommits(CommitNotice on_commit,
+                                                  std::function<void()> on_resync) {
+    return absl::OkStatus();
+  }
+  virtual void StopWatchingCommits() {}
+
   // Backups (operator). A store that has its own tools for this (PostgreSQL: pg_basebackup,
   // pg_dump) answers UNIMPLEMENTED, naming them. `backup_dir` is an absolute path on this machine.
   /// A consistent online backup of everything, taken while writes go on; then keeps only the

@@ -136,8 +136,16 @@ CREATE TABLE agentd_audit (
 CREATE INDEX agentd_audit_age ON agentd_audit (micros);
 )sql";
 
+// Version 2: replica heartbeats (several agentd processes sharing the database).
+constexpr char kMigration2[] = R"sql(
+CREATE TABLE agentd_replicas (
+  replica_id bytea PRIMARY KEY,
+  expire_at timestamptz NOT NULL,     -- the database's clock
+  first_seen timestamptz NOT NULL DEFAULT clock_timestamp());
+)sql";
+
 /// The ordered migrations: kMigrations[i] brings the schema from version i to i + 1.
-constexpr std::array<const char*, 1> kMigrations = {kMigration1};
+constexpr std::array<const char*, 2> kMigrations = {kMigration1, kMigration2};
 
 absl::StatusOr<int32_t> ReadVersion(Conn& conn) {
   AGENTD_ASSIGN_OR_RETURN(

@@ -70,9 +70,6 @@ std::string PostgresNotifyPayload(const std::string& project_id, const std::stri
   return out;
 }
 
-PostgresStore::PostgresStore(PostgresStoreOptions options) : options_(std::move(options)) {}
-
-PostgresStore::~PostgresStore() = default;
 
 absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     const PostgresStoreOptions& options) {

@@ -16,7 +16,7 @@
 // own transaction,
 //     SELECT pg_notify('agentd_events', '<project_id>/<session_id>/<last_seq>')
 // so the notification is delivered (to LISTEN agentd_events connections) exactly when the write
-// commits, and never for a write that rolled back. <last_seq> is the session's last_seq after the
+// commits, and never for a write that rolled back. DeleteSession notifies with last_seq -1. <last_seq> is the session's last_seq after the
 // write, in decimal. Ids are sent as they are when they consist of the bytes 0x21..0x7e other than
 // '/' and '%' (every id the runtime generates or accepts); any other byte is sent as %XX
 // (uppercase hex), so the payload splits unambiguously at '/'. PostgreSQL coalesces identical
@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "store/context_store.h"
 
@@ -46,6 +47,9 @@ inline constexpr const char* kPostgresEventsChannel = "agentd_events";
 /// The NOTIFY payload of a commit to (project_id, session_id) ending at last_seq.
 std::string PostgresNotifyPayload(const std::string& project_id, const std::string& session_id,
                                   int64_t last_seq);
+/// The inverse of PostgresNotifyPayload; false for a payload it could not have made.
+bool ParsePostgresNotifyPayload(absl::string_view payload, std::string* project_id,
+                                std::string* session_id, int64_t* last_seq);
 
 struct PostgresStoreOptions {
   /// A libpq connection string ("host=… port=… dbname=… user=… password=…" or a postgresql://
@@ -174,6 +178,18 @@ class PostgresStore final : public ContextStore {
       const std::function<absl::Status(const std::string& project_id,
                                        const storage::SessionRecord& record)>& fn) override;
 
+  // Replicas (pg_replicas.cc): heartbeats in agentd_replicas, timed by the database's clock;
+  // commit notices from a dedicated LISTEN connection on its own thread, which reconnects (with
+  // a resync notice) when the connection breaks.
+  bool shared() const override { return true; }
+  [[nodiscard]] absl::Status ReplicaHeartbeat(const std::string& replica_id,
+                                              absl::Duration ttl) override;
+  [[nodiscard]] absl::StatusOr<bool> ReplicaAlive(const std::string& replica_id) override;
+  /// FAILED_PRECONDITION when called twice.
+  [[nodiscard]] absl::Status WatchCommits(CommitNotice on_commit,
+                                          std::function<void()> on_resync) override;
+  void StopWatchingCommits() override;
+
   // Backups: UNIMPLEMENTED; PostgreSQL has its own tools (pg_dump, pg_basebackup + WAL
   // archiving for point-in-time recovery).
   [[nodiscard]] absl::StatusOr<v1::BackupInfo> CreateBackup(const std::string& backup_dir,
@@ -214,6 +230,8 @@ class PostgresStore final : public ContextStore {
 
   const PostgresStoreOptions options_;
   std::unique_ptr<pg::Pool> pool_;
+  class CommitFeed;
+  std::unique_ptr<CommitFeed> feed_;  // declared last: stopped before the pool goes
 };
 
 }  // namespace agentd::store
