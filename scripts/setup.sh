@@ -15,6 +15,9 @@ PKGS=(
   clang-14 libclang-rt-14-dev lld ninja-build
   # the PostgreSQL store and its tests (a throwaway cluster on loopback per test binary)
   postgresql-15 libpq-dev
+  # nginx_config runs nginx (as a non-root user) in front of agentd replicas (deploy/nginx).
+  # Debian 12's nginx-light is only nginx plus an echo module; nginx alone has what is needed.
+  nginx
 )
 # k8s_manifests validates with npm packages (deploy/tests/install-validator.sh). A NodeSource
 # nodejs already ships npm, and Debian's npm package would conflict with it: add only what is absent.
@@ -37,6 +40,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # Installing nginx would start Debian's nginx service on port 80; the tests run their own.
+  # A policy-rc.d that forbids (exit 101) only nginx's start, unless the machine has one.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nfor a; do case "$a" in nginx|nginx.service) exit 101 ;; esac; done\nexit 0\n' |
+      $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 0755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"

@@ -2,6 +2,9 @@
 // Validates rendered agentd Kubernetes manifests offline:
 //   1. every object against the Kubernetes JSON schemas (npm kubernetes-models), and
 //   2. the agentd rules below (what a schema cannot know: probes, drain time, secrets, ...).
+// Two shapes: a StatefulSet of RocksDB shards (one PVC per pod, never autoscaled), or a
+// Deployment of stateless replicas on the PostgreSQL store (emptyDir data dir, a
+// HorizontalPodAutoscaler, the DSN from a Secret).
 //
 //   node validate-manifests.js --label NAME [--allow-dev-secrets] [--write-config FILE] RENDERED.yaml
 //
@@ -164,14 +167,22 @@ for (const s of of('Secret')) {
 }
 
 const sets = of('StatefulSet');
-if (!check(sets.length === 1, 'exactly one StatefulSet', `found ${sets.length}`)) finish();
-const sts = sets[0];
+const deployments = of('Deployment');
+if (deployments.length === 0) {
+  if (!check(sets.length === 1, 'exactly one StatefulSet', `found ${sets.length}`)) finish();
+} else if (!check(sets.length + deployments.length === 1,
+                  'exactly one workload (a StatefulSet, or a Deployment for the PostgreSQL store)',
+                  `found ${sets.length} StatefulSet(s) and ${deployments.length} Deployment(s)`)) {
+  finish();
+}
+const sts = sets[0] || deployments[0];
+const workload = sts.kind;
 const spec = sts.spec || {};
 const podSpec = (spec.template && spec.template.spec) || {};
 const podLabels = (spec.template && spec.template.metadata && spec.template.metadata.labels) || {};
 const containers = podSpec.containers || [];
 const ctr = containers.find((c) => c.name === 'agentd');
-if (!check(!!ctr, 'the StatefulSet has a container named agentd')) finish();
+if (!check(!!ctr, `the ${workload} has a container named agentd`)) finish();
 
 const drainMs = config.drain_grace_ms === undefined ? 20000 : Number(config.drain_grace_ms);
 const drainS = drainMs / 1000;
@@ -192,16 +203,36 @@ check(loopback || tlsOn || config.allow_plaintext === true,
       `agentd.yaml: plaintext on ${listen} is allowed (tls.* or allow_plaintext)`,
       'agentd refuses to start: set tls.cert_file/key_file or allow_plaintext: true');
 
-// Data: one PVC per pod via volumeClaimTemplates, mounted at data_dir.
+const storeType = (config.store && config.store.type) || 'rocksdb';
 const dataMount = mounts.find((m) => m.mountPath === dataDir);
-const pvc = dataMount && (spec.volumeClaimTemplates || []).find((t) => t.metadata && t.metadata.name === dataMount.name);
-check(!!pvc, `data_dir ${dataDir} is a volumeClaimTemplate (one PVC per pod)`,
-      'mount data_dir from spec.volumeClaimTemplates');
-if (pvc) {
-  const pvcSpec = pvc.spec || {};
-  check((pvcSpec.accessModes || []).includes('ReadWriteOnce') &&
-        !!(pvcSpec.resources && pvcSpec.resources.requests && pvcSpec.resources.requests.storage),
-        'the PVC template is ReadWriteOnce with a storage request');
+if (workload === 'StatefulSet') {
+  // Data: one PVC per pod via volumeClaimTemplates, mounted at data_dir.
+  const pvc = dataMount && (spec.volumeClaimTemplates || []).find((t) => t.metadata && t.metadata.name === dataMount.name);
+  check(!!pvc, `data_dir ${dataDir} is a volumeClaimTemplate (one PVC per pod)`,
+        'mount data_dir from spec.volumeClaimTemplates');
+  if (pvc) {
+    const pvcSpec = pvc.spec || {};
+    check((pvcSpec.accessModes || []).includes('ReadWriteOnce') &&
+          !!(pvcSpec.resources && pvcSpec.resources.requests && pvcSpec.resources.requests.storage),
+          'the PVC template is ReadWriteOnce with a storage request');
+  }
+} else {
+  // Stateless replicas: everything lives in PostgreSQL; data_dir only ever holds a bootstrap
+  // key file. With the embedded RocksDB, each pod of a Deployment would have a private store
+  // that is lost with the pod.
+  check(storeType === 'postgres', `a Deployment runs store.type postgres (got ${storeType})`,
+        'RocksDB data needs the StatefulSet (one PVC per pod)');
+  const dataVolume = dataMount && volumeNamed(dataMount.name);
+  check(!!(dataVolume && dataVolume.emptyDir), `data_dir ${dataDir} is an emptyDir (the pods are stateless)`);
+  const claims = volumes.filter((v) => v.persistentVolumeClaim).map((v) => v.name);
+  check(claims.length === 0, 'the Deployment mounts no PersistentVolumeClaim', claims.join(', '));
+}
+if (storeType === 'postgres') {
+  const dsnEnv = (config.store && config.store.postgres_dsn_env) || 'AGENTD_POSTGRES_DSN';
+  const e = (ctr.env || []).find((x) => x.name === dsnEnv);
+  check(!!(e && e.valueFrom && e.valueFrom.secretKeyRef) ||
+        (!e && (ctr.envFrom || []).some((x) => x.secretRef)),
+        `store.postgres_dsn_env ${dsnEnv} comes from a Secret`, 'the DSN holds the database password');
 }
 
 // Config: mounted from the ConfigMap at the fixed path and passed to agentd.
@@ -304,9 +335,18 @@ if (tlsOn) {
 const selects = (sel) => !!sel && Object.keys(sel).length > 0 &&
   Object.entries(sel).every(([k, v]) => podLabels[k] === v);
 const services = of('Service');
-const headless = services.find((s) => s.metadata.name === spec.serviceName);
-check(!!headless && headless.spec.clusterIP === 'None' && selects(headless.spec.selector),
-      `headless Service ${spec.serviceName} (spec.serviceName) selects the pods`);
+if (workload === 'StatefulSet') {
+  const headless = services.find((s) => s.metadata.name === spec.serviceName);
+  check(!!headless && headless.spec.clusterIP === 'None' && selects(headless.spec.selector),
+        `headless Service ${spec.serviceName} (spec.serviceName) selects the pods`);
+} else {
+  // Pods of a Deployment have no identity to keep while not ready: a proxy resolving the
+  // headless Service (Envoy STRICT_DNS) must get the ready ones only.
+  const published = services.filter((s) => s.spec.clusterIP === 'None' && selects(s.spec.selector) &&
+                                           s.spec.publishNotReadyAddresses === true);
+  check(published.length === 0, 'no headless Service publishes not-ready pods of the Deployment',
+        published.map((s) => s.metadata.name).join(', '));
+}
 const client = services.find((s) => s.spec.clusterIP !== 'None' && selects(s.spec.selector));
 check(!!client && (client.spec.ports || []).some((p) => [grpcPort, 'grpc'].includes(p.targetPort)),
       'a client Service selects the pods and targets the gRPC port');
@@ -319,6 +359,35 @@ const grpcIngress = np && (np.spec.ingress || []).filter((r) =>
 check(!!np && (np.spec.policyTypes || []).includes('Ingress') && grpcIngress.length > 0 &&
       grpcIngress.every((r) => (r.from || []).length > 0),
       'a NetworkPolicy limits who reaches the gRPC port');
+if (storeType === 'postgres' && np && (np.spec.policyTypes || []).includes('Egress')) {
+  check((np.spec.egress || []).some((r) => (r.ports || []).some((p) => p.port === 5432)),
+        'the NetworkPolicy lets agentd reach PostgreSQL (egress TCP 5432)');
+}
+
+// Autoscaling: never for shards (a session lives on one pod; scaling down takes it offline);
+// required for the Deployment, which leaves its replica count to the autoscaler.
+const hpas = of('HorizontalPodAutoscaler').filter((h) => {
+  const ref = (h.spec && h.spec.scaleTargetRef) || {};
+  return ref.kind === workload && ref.name === sts.metadata.name;
+});
+if (workload === 'StatefulSet') {
+  check(hpas.length === 0, 'no HorizontalPodAutoscaler scales the StatefulSet (shards hold sessions)');
+} else if (check(hpas.length === 1, 'a HorizontalPodAutoscaler scales the Deployment', `found ${hpas.length}`)) {
+  const h = hpas[0].spec;
+  const min = h.minReplicas === undefined ? 1 : h.minReplicas;
+  check(min >= 2 && h.maxReplicas >= min,
+        `the autoscaler keeps 2 or more replicas (${min}..${h.maxReplicas})`);
+  check(spec.replicas === undefined, 'the Deployment sets no spec.replicas (the autoscaler owns it)',
+        `replicas: ${spec.replicas} is reset by every apply`);
+  const cpuTarget = (h.metrics || []).some((m) => m.type === 'Resource' && m.resource && m.resource.name === 'cpu');
+  check(!cpuTarget || containers.every((c) => c.resources && c.resources.requests && c.resources.requests.cpu !== undefined),
+        'every container requests CPU (the autoscaler measures utilization against it)');
+  const budget = pdb && pdb.spec;
+  check(!!budget && (budget.maxUnavailable !== undefined ||
+                     (typeof budget.minAvailable === 'number' && budget.minAvailable < min)),
+        `the PodDisruptionBudget lets one pod go at minReplicas (${min})`,
+        'use maxUnavailable, or minAvailable below minReplicas, or node drains block');
+}
 
 finish();
 
