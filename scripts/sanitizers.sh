@@ -15,9 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The runtime's concurrency tests: racing turns/CAS, the session manager and executor, the store's
-# concurrent writers, the router's timers and hedging, tool limiters, streaming watchers.
+# concurrent writers, the router's timers and hedging, tool limiters, streaming watchers, replicas
+# sharing one PostgreSQL (claims, waiting turns, the commit feed, watcher fetches).
 TSAN_TESTS=(concurrency_race_test runtime_units_test rocksdb_store_test backend_test
-  tool_safety_test session_integration_test pg_store_test)
+  tool_safety_test session_integration_test pg_store_test replicas_test)
 
 need_clang() {
   for tool in clang-14 clang++-14 ld.lld ninja; do

@@ -369,19 +369,21 @@ TEST_F(PostgresStoreTest, CommitFeedDeliversOtherInstancesCommitsAndResyncsAfter
   absl::Mutex mu;
   std::vector<std::string> notices;
   int resyncs = 0;
-  ASSERT_TRUE(watcher
-                  ->WatchCommits(
-                      [&](const std::string& p, const std::string& s, int64_t seq) {
-                        absl::MutexLock lock(&mu);
-                        notices.push_back(absl::StrCat(p, "|", s, "|", seq));
-                      },
-                      [&] {
-                        absl::MutexLock lock(&mu);
-                        ++resyncs;
-                      })
-                  .ok());
-  EXPECT_EQ(watcher->WatchCommits([](auto&&...) {}, [] {}).code(),
-            absl::StatusCode::kFailedPrecondition);
+  ContextStore::ReplicaNotices feed;
+  feed.on_commit = [&](const std::string& p, const std::string& s, int64_t seq) {
+    absl::MutexLock lock(&mu);
+    notices.push_back(absl::StrCat(p, "|", s, "|", seq));
+  };
+  feed.on_resync = [&] {
+    absl::MutexLock lock(&mu);
+    ++resyncs;
+  };
+  feed.on_cancel = [&](const std::string& p, const std::string& s) {
+    absl::MutexLock lock(&mu);
+    notices.push_back(absl::StrCat("cancel ", p, "|", s));
+  };
+  ASSERT_TRUE(watcher->WatchCommits(feed).ok());
+  EXPECT_EQ(watcher->WatchCommits(feed).code(), absl::StatusCode::kFailedPrecondition);
   auto wait_for = [&](size_t n) {
     absl::MutexLock lock(&mu);
     auto enough = [&] { return notices.size() >= n; };
@@ -409,11 +411,13 @@ TEST_F(PostgresStoreTest, CommitFeedDeliversOtherInstancesCommitsAndResyncsAfter
   }
   rec = writer->GetSession("p/1", "s 1");
   ASSERT_TRUE(writer->CommitSessionWrite(Next("p/1", *rec, "two")).ok());
+  ASSERT_TRUE(writer->RequestCancel("p/1", "s 1").ok());
   ASSERT_TRUE(writer->DeleteSession("p/1", "s 1").ok());
-  ASSERT_TRUE(wait_for(3));
+  ASSERT_TRUE(wait_for(4));
   watcher->StopWatchingCommits();
   absl::MutexLock lock(&mu);
-  EXPECT_EQ(notices, (std::vector<std::string>{"p/1|s 1|1", "p/1|s 1|2", "p/1|s 1|-1"}));
+  EXPECT_EQ(notices, (std::vector<std::string>{"p/1|s 1|1", "p/1|s 1|2", "cancel p/1|s 1",
+                                               "p/1|s 1|-1"}));
 }
 
 TEST_F(PostgresStoreTest, TerminatedConnectionIsReplacedTransparently) {

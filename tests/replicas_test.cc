@@ -130,18 +130,12 @@ TEST_F(ReplicasTest, ATurnOnOneReplicaMakesTheSessionBusyOnAnother) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
   EXPECT_NE(st.error_message().find("another replica"), std::string::npos) << st.error_message();
 
-  // Delete and cancel must reach the replica running the turn.
+  // Deleting a session whose turn runs on another replica is refused, as on one node.
   v1::DeleteSessionRequest del;
   del.set_session_id(s.session_id());
   google::protobuf::Empty empty;
   st = b->sessions().DeleteSession(Ctx().get(), del, &empty);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
-  v1::CancelTurnRequest cancel;
-  cancel.set_session_id(s.session_id());
-  v1::TurnResult cancelled;
-  st = b->sessions().CancelTurn(Ctx().get(), cancel, &cancelled);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
-  EXPECT_NE(st.error_message().find("x-agentd-session"), std::string::npos) << st.error_message();
 
   // ENQUEUE on the other replica: waits for a's turn, then runs after it.
   v1::TurnResult queued;
@@ -157,6 +151,46 @@ TEST_F(ReplicasTest, ATurnOnOneReplicaMakesTheSessionBusyOnAnother) {
   ExpectWellFormedLog(events);
   EXPECT_EQ(events[1].message().text(), "first");
   EXPECT_EQ(events[5].message().text(), "third");
+}
+
+TEST_F(ReplicasTest, CancelTurnOnAnotherReplicaCancelsTheTurnWhereItRuns) {
+  auto a = StartReplica();
+  auto b = StartReplica();
+  v1::Session s = a->CreateSession(a->CreateAgent("gpt").agent_id());
+  fake_.Push(Slow(5000));
+  grpc::Status a_status;
+  v1::TurnResult a_result;
+  const absl::Time start = absl::Now();
+  std::thread running = RunAsync(a.get(), Turn(s.session_id(), "long"), &a_status, &a_result);
+  ASSERT_TRUE(StoredRunning(b.get(), s.session_id()));
+
+  v1::CancelTurnRequest cancel;
+  cancel.set_session_id(s.session_id());
+  v1::TurnResult cancelled;
+  grpc::Status st = b->sessions().CancelTurn(Ctx().get(), cancel, &cancelled);
+  running.join();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "the 5 s model call was not aborted";
+  ASSERT_TRUE(a_status.ok()) << a_status.error_message();
+  EXPECT_EQ(a_result.status(), v1::TURN_STATUS_CANCELLED);
+  // b answers with the turn's result as recorded by a.
+  EXPECT_EQ(cancelled.turn_id(), a_result.turn_id());
+  EXPECT_EQ(cancelled.status(), v1::TURN_STATUS_CANCELLED);
+  EXPECT_EQ(cancelled.last_seq(), a_result.last_seq());
+  ASSERT_EQ(cancelled.events_size(), a_result.events_size());
+  for (int i = 0; i < cancelled.events_size(); ++i) {
+    EXPECT_EQ(cancelled.events(i).SerializeAsString(), a_result.events(i).SerializeAsString());
+  }
+  // Nothing runs any more: cancelling again is refused; the session takes new turns.
+  st = b->sessions().CancelTurn(Ctx().get(), cancel, &cancelled);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  FakeReply quick;
+  quick.text = "next";
+  fake_.Push(quick);
+  v1::TurnResult r;
+  ASSERT_TRUE(b->Send(s.session_id(), "again", &r).ok());
+  EXPECT_EQ(r.output_text(), "next");
+  ExpectWellFormedLog(b->AllEvents(s.session_id()));
 }
 
 TEST_F(ReplicasTest, ConcurrentTurnsThroughThreeReplicasKeepOneTurnAtATime) {

@@ -70,6 +70,7 @@ store::SessionWrite InterruptedTurnWrite(const std::string& project_id,
   record.clear_running_replica_id();
   record.clear_running_idempotency_key();
   record.clear_running_request_digest();
+  record.clear_running_first_seq();
   record.clear_answered_tool_calls();
   w.record = std::move(record);
   return w;
@@ -92,16 +93,22 @@ absl::Status ReplicaMonitor::Start() {
   absl::Status st = store_->ReplicaHeartbeat(sessions_->replica_id(), ttl_);
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("replica heartbeat: ", st.message()));
   EventHub* hub = hub_;
-  st = store_->WatchCommits(
-      [hub](const std::string& project_id, const std::string& session_id, int64_t last_seq) {
-        const std::string key = EventHub::Key(project_id, session_id);
-        if (last_seq < 0) {
-          hub->Close(key);  // deleted on some replica
-        } else {
-          hub->Notice(key, last_seq);
-        }
-      },
-      [hub] { hub->NoticeAll(); });
+  SessionManager* sessions = sessions_;
+  store::ContextStore::ReplicaNotices notices;
+  notices.on_commit = [hub](const std::string& project_id, const std::string& session_id,
+                            int64_t last_seq) {
+    const std::string key = EventHub::Key(project_id, session_id);
+    if (last_seq < 0) {
+      hub->Close(key);  // deleted on some replica
+    } else {
+      hub->Notice(key, last_seq);
+    }
+  };
+  notices.on_resync = [hub] { hub->NoticeAll(); };
+  notices.on_cancel = [sessions](const std::string& project_id, const std::string& session_id) {
+    sessions->CancelHere(project_id, session_id, "cancelled by CancelTurn (on another replica)");
+  };
+  st = store_->WatchCommits(std::move(notices));
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("commit notices: ", st.message()));
   thread_ = std::thread([this] { Loop(); });
   spdlog::info("replica {} on a shared store (heartbeat ttl {})", sessions_->replica_id(),

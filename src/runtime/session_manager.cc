@@ -316,8 +316,20 @@ void SessionManager::CancelTurn(
     if (it != slots_.end()) running = it->second.running;
   }
   if (running == nullptr) {
-    if (st.ok()) st = Get(project_id, session_id).status();
-    if (st.ok()) st = CheckNotRunningElsewhere(project_id, session_id, "cancelling");
+    absl::StatusOr<storage::SessionRecord> rec;
+    if (st.ok()) {
+      rec = deps_.store->GetSession(project_id, session_id);
+      st = absl::IsNotFound(rec.status()) ? SessionNotFound(session_id) : rec.status();
+    }
+    if (st.ok() && deps_.store->shared()) {
+      absl::StatusOr<ClaimState> claim = InspectClaim(deps_.store, *rec, deps_.replica_id);
+      if (!claim.ok()) {
+        st = claim.status();
+      } else if (*claim == ClaimState::kLive) {
+        CancelRemote(project_id, *rec, std::move(done));
+        return;
+      }
+    }
     if (st.ok()) {
       st = absl::FailedPreconditionError(
           absl::StrCat("no turn is running on session \"", session_id, "\""));
@@ -327,6 +339,98 @@ void SessionManager::CancelTurn(
   }
   running->Cancel("cancelled by CancelTurn");
   running->AddFinishListener(std::move(done));
+}
+
+void SessionManager::CancelHere(const std::string& project_id, const std::string& session_id,
+                                const std::string& reason) {
+  std::shared_ptr<Turn> running;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = slots_.find(EventHub::Key(project_id, session_id));
+    if (it != slots_.end()) running = it->second.running;
+  }
+  if (running != nullptr) running->Cancel(reason);
+}
+
+void SessionManager::CancelRemote(
+    const std::string& project_id, const storage::SessionRecord& record,
+    std::function<void(const absl::Status&, const v1::TurnResult&)> done) {
+  const std::string session_id = record.session().session_id();
+  const std::string turn_id = record.running_turn_id();
+  const int64_t first_seq = record.running_first_seq();
+  absl::Status st = deps_.store->RequestCancel(project_id, session_id);
+  if (!st.ok() || deps_.timers == nullptr) {
+    done(st.ok() ? absl::FailedPreconditionError("cannot wait for another replica's turn") : st,
+         v1::TurnResult());
+    return;
+  }
+  // Polls until the session no longer runs that turn (the owner recorded it CANCELLED, or it
+  // ended first, or the owner died and the orphan sweep recorded it).
+  const absl::Time give_up = absl::Now() + kRemoteCancelWait;
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, project_id, session_id, turn_id, first_seq, give_up, done, poll]() {
+    auto rec = deps_.store->GetSession(project_id, session_id);
+    if (!rec.ok() || rec->running_turn_id() != turn_id) {
+      auto result = rec.ok() ? ReadTurnResult(project_id, session_id, turn_id, first_seq)
+                             : absl::StatusOr<v1::TurnResult>(rec.status());
+      if (result.ok() && result->status() == v1::TURN_STATUS_REQUIRES_ACTION &&
+          rec->running_turn_id().empty()) {
+        *result->mutable_required_tool_calls() = rec->session().pending_tool_calls();
+      }
+      done(result.status(), result.ok() ? *result : v1::TurnResult());
+      *poll = nullptr;  // breaks the self-reference
+      return;
+    }
+    if (absl::Now() >= give_up) {
+      done(absl::DeadlineExceededError(absl::StrCat(
+               "the replica running turn ", turn_id, " did not record its cancellation within ",
+               absl::FormatDuration(kRemoteCancelWait))),
+           v1::TurnResult());
+      *poll = nullptr;
+      return;
+    }
+    deps_.timers->Schedule(absl::Now() + kRemoteBusyPoll, [this, poll] {
+      deps_.executor->Schedule([poll] { (*poll)(); });
+    });
+  };
+  deps_.executor->Schedule([poll] { (*poll)(); });
+}
+
+absl::StatusOr<v1::TurnResult> SessionManager::ReadTurnResult(const std::string& project_id,
+                                                              const std::string& session_id,
+                                                              const std::string& turn_id,
+                                                              int64_t first_seq) {
+  v1::TurnResult result;
+  result.set_turn_id(turn_id);
+  for (int64_t after = std::max<int64_t>(0, first_seq - 1);;) {
+    AGENTD_ASSIGN_OR_RETURN(auto page, deps_.store->ReadEvents(project_id, session_id, after, 500));
+    if (page.empty()) break;
+    after = page.back().seq();
+    for (v1::Event& e : page) {
+      if (e.turn_id() != turn_id) continue;
+      if (e.type() == v1::EVENT_TYPE_MESSAGE && e.message().role() == v1::ROLE_ASSISTANT) {
+        result.set_output_text(e.message().text());
+      }
+      const bool last =
+          e.type() == v1::EVENT_TYPE_TURN_COMPLETED || e.type() == v1::EVENT_TYPE_TURN_FAILED;
+      if (last) {
+        result.set_status(e.turn().status());
+        result.set_error(e.turn().error());
+        *result.mutable_usage() = e.turn().usage();
+        result.set_last_seq(e.seq());
+      }
+      *result.add_events() = std::move(e);
+      if (last) {
+        if (result.status() != v1::TURN_STATUS_COMPLETED &&
+            result.status() != v1::TURN_STATUS_REQUIRES_ACTION) {
+          result.clear_output_text();
+        }
+        return result;
+      }
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("turn ", turn_id, " of session \"", session_id, "\" has no closing event"));
 }
 
 absl::Status SessionManager::RecoverInterruptedTurns() {

@@ -30,6 +30,9 @@ class ReplayRun;
 class SessionExporter;
 class SessionImporter;
 
+/// How long CancelTurn waits for another replica to record the turn it was asked to cancel.
+inline constexpr absl::Duration kRemoteCancelWait = absl::Seconds(10);
+
 class SessionManager {
  public:
   explicit SessionManager(TurnDeps deps);
@@ -88,9 +91,15 @@ class SessionManager {
   /// The caller of `turn` went away: a queued turn is dropped, a running one cancelled.
   void Abandon(const std::shared_ptr<Turn>& turn);
   /// Cancels the running turn of a session and calls `done` with its final result.
-  /// FAILED_PRECONDITION when no turn is running.
+  /// FAILED_PRECONDITION when no turn is running. On a shared store a turn running on another
+  /// replica is cancelled through the store (RequestCancel); `done` then gets the result read
+  /// from the session's log once that replica has recorded it (DEADLINE_EXCEEDED after
+  /// kRemoteCancelWait).
   void CancelTurn(const std::string& project_id, const std::string& session_id,
                   std::function<void(const absl::Status&, const v1::TurnResult&)> done);
+  /// A cancel request from another replica: cancels the session's turn if it runs here.
+  void CancelHere(const std::string& project_id, const std::string& session_id,
+                  const std::string& reason);
 
   /// Startup recovery: every session left RUNNING by a crash gets a TURN_FAILED event.
   absl::Status RecoverInterruptedTurns();
@@ -121,6 +130,14 @@ class SessionManager {
   };
 
   void OnTurnFinished(Turn* turn);
+  /// CancelTurn of a turn running on another replica: asks for it, then polls the session until
+  /// that turn is recorded (every kRemoteBusyPoll, on the turn timers and workers).
+  void CancelRemote(const std::string& project_id, const storage::SessionRecord& record,
+                    std::function<void(const absl::Status&, const v1::TurnResult&)> done);
+  /// The result of a finished turn, rebuilt from its events (TURN_STARTED at `first_seq`).
+  absl::StatusOr<v1::TurnResult> ReadTurnResult(const std::string& project_id,
+                                                const std::string& session_id,
+                                                const std::string& turn_id, int64_t first_seq);
   /// Shared stores: FAILED_PRECONDITION when another live replica runs a turn on the session
   /// (`what` names the refused operation); its in-process slot is not visible here.
   absl::Status CheckNotRunningElsewhere(const std::string& project_id,

@@ -317,6 +317,7 @@ absl::Status Turn::Prepare() {
   record_.set_running_replica_id(deps_.replica_id);
   record_.set_running_idempotency_key(request_.idempotency_key());
   record_.set_running_request_digest(digest_);
+  record_.set_running_first_seq(s.last_seq() + 1);
   *record_.mutable_answered_tool_calls() = {answered_calls_.begin(), answered_calls_.end()};
   return absl::OkStatus();
 }
@@ -609,6 +610,7 @@ void Turn::FinishTurn(Outcome outcome) {
   record_.clear_running_replica_id();
   record_.clear_running_idempotency_key();
   record_.clear_running_request_digest();
+  record_.clear_running_first_seq();
   record_.clear_answered_tool_calls();
   s->clear_pending_tool_calls();
   if (outcome.status == v1::TURN_STATUS_COMPLETED) {

@@ -297,19 +297,30 @@ class ContextStore {
   [[nodiscard]] virtual absl::StatusOr<bool> ReplicaAlive(const std::string& replica_id) {
     return false;
   }
-  /// Change notices of commits by every process sharing the store: `on_commit(project_id,
-  /// session_id, last_seq)` says the session's log reaches at least last_seq; `on_resync()`
-  /// says notices may have been missed (the feed reconnected) and every watched session should
-  /// be read again. Both run on a store thread and must return quickly. Not shared: never called
-  /// (this process publishes its own commits). At most one subscription at a time; it lasts
-  /// until StopWatchingCommits() (which waits for a callback in progress) or the store's end.
-  using CommitNotice = std::function<void(const std::string& project_id,
-                                          const std::string& session_id, int64_t last_seq)>;
-  [[nodiscard]] virtual absl::Status WatchCommits(CommitNotice on_commit,
-                                                  std::function<void()> on_resync) {
+  /// Notices from every process sharing the store, on a store thread (each must return quickly):
+  struct ReplicaNotices {
+    /// The session's log reaches at least last_seq (-1: the session was deleted).
+    std::function<void(const std::string& project_id, const std::string& session_id,
+                       int64_t last_seq)>
+        on_commit;
+    /// Notices may have been missed (the feed reconnected): read every watched session again.
+    std::function<void()> on_resync;
+    /// Some replica asked (RequestCancel) that the session's running turn be cancelled.
+    std::function<void(const std::string& project_id, const std::string& session_id)> on_cancel;
+  };
+  /// Starts delivering notices. Not shared: never called (this process publishes its own
+  /// commits). At most one subscription at a time; it lasts until StopWatchingCommits() (which
+  /// waits for a callback in progress) or the store's end.
+  [[nodiscard]] virtual absl::Status WatchCommits(ReplicaNotices notices) {
     return absl::OkStatus();
   }
   virtual void StopWatchingCommits() {}
+  /// Tells every replica (on_cancel) to cancel the session's running turn; the one running it
+  /// does. Not shared: UNIMPLEMENTED (the turn runs in this process).
+  [[nodiscard]] virtual absl::Status RequestCancel(const std::string& project_id,
+                                                   const std::string& session_id) {
+    return absl::UnimplementedError("cancel requests need a shared store");
+  }
 
   // Backups (operator). A store that has its own tools for this (PostgreSQL: pg_basebackup,
   // pg_dump) answers UNIMPLEMENTED, naming them. `backup_dir` is an absolute path on this machine.

@@ -1,11 +1,12 @@
-// PostgresStore, replicas: heartbeats (agentd_replicas) and the commit feed (LISTEN on
-// kPostgresEventsChannel). docs/scale-out.md describes how the runtime uses them.
+// PostgresStore, replicas: heartbeats (agentd_replicas), the commit feed (LISTEN on
+// kPostgresEventsChannel and kPostgresCancelChannel) and cancel requests. docs/scale-out.md describes how the runtime uses them.
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <string_view>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -94,10 +95,9 @@ absl::StatusOr<bool> PostgresStore::ReplicaAlive(const std::string& replica_id) 
 
 class PostgresStore::CommitFeed {
  public:
-  CommitFeed(std::string dsn, CommitNotice on_commit, std::function<void()> on_resync)
+  CommitFeed(std::string dsn, ReplicaNotices notices)
       : dsn_(std::move(dsn)),
-        on_commit_(std::move(on_commit)),
-        on_resync_(std::move(on_resync)),
+        notices_(std::move(notices)),
         wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
   ~CommitFeed() {
@@ -121,8 +121,9 @@ class PostgresStore::CommitFeed {
   absl::StatusOr<std::unique_ptr<pg::Conn>> Listen() {
     AGENTD_ASSIGN_OR_RETURN(auto conn,
                             pg::Conn::Connect(dsn_, "SET application_name = 'agentd-listen'"));
-    AGENTD_RETURN_IF_ERROR(
-        conn->ExecScript("listen", absl::StrCat("LISTEN ", kPostgresEventsChannel)));
+    AGENTD_RETURN_IF_ERROR(conn->ExecScript(
+        "listen",
+        absl::StrCat("LISTEN ", kPostgresEventsChannel, "; LISTEN ", kPostgresCancelChannel)));
     return conn;
   }
 
@@ -141,7 +142,7 @@ class PostgresStore::CommitFeed {
         conn = *std::move(fresh);
         backoff = absl::Milliseconds(100);
         spdlog::info("commit feed reconnected; watchers re-read their sessions");
-        on_resync_();  // whatever was committed while disconnected was not notified
+        if (notices_.on_resync) notices_.on_resync();  // what was sent meanwhile is lost
       }
       PGconn* raw = conn->raw();
       WaitReadable(PQsocket(raw), wake_fd_, -1);
@@ -155,7 +156,9 @@ class PostgresStore::CommitFeed {
         std::string project_id, session_id;
         int64_t last_seq = 0;
         if (ParsePostgresNotifyPayload(n->extra, &project_id, &session_id, &last_seq)) {
-          on_commit_(project_id, session_id, last_seq);
+          const bool cancel = std::string_view(n->relname) == kPostgresCancelChannel;
+          if (cancel && notices_.on_cancel) notices_.on_cancel(project_id, session_id);
+          if (!cancel && notices_.on_commit) notices_.on_commit(project_id, session_id, last_seq);
         }
         PQfreemem(n);
       }
@@ -163,8 +166,7 @@ class PostgresStore::CommitFeed {
   }
 
   const std::string dsn_;
-  const CommitNotice on_commit_;
-  const std::function<void()> on_resync_;
+  const ReplicaNotices notices_;
   const int wake_fd_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -177,9 +179,19 @@ PostgresStore::~PostgresStore() { feed_.reset(); }
 
 void PostgresStore::StopWatchingCommits() { feed_.reset(); }
 
-absl::Status PostgresStore::WatchCommits(CommitNotice on_commit, std::function<void()> on_resync) {
+absl::Status PostgresStore::RequestCancel(const std::string& project_id,
+                                          const std::string& session_id) {
+  AGENTD_RETURN_IF_ERROR(pg::CheckIds(project_id, "session_id", session_id));
+  return pool_
+      ->Exec("request cancel", "SELECT pg_notify($1, $2)",
+             {pg::Text(kPostgresCancelChannel),
+              pg::Text(PostgresNotifyPayload(project_id, session_id, 0))})
+      .status();
+}
+
+absl::Status PostgresStore::WatchCommits(ReplicaNotices notices) {
   if (feed_ != nullptr) return absl::FailedPreconditionError("commit notices are already watched");
-  auto feed = std::make_unique<CommitFeed>(options_.dsn, std::move(on_commit), std::move(on_resync));
+  auto feed = std::make_unique<CommitFeed>(options_.dsn, std::move(notices));
   AGENTD_RETURN_IF_ERROR(feed->Start());
   feed_ = std::move(feed);
   return absl::OkStatus();

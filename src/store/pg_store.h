@@ -43,6 +43,9 @@ class Pool;
 
 /// The channel CommitSessionWrite notifies (see above).
 inline constexpr const char* kPostgresEventsChannel = "agentd_events";
+/// The channel of cancel requests (RequestCancel): a turn runs on one replica, CancelTurn may
+/// reach another.
+inline constexpr const char* kPostgresCancelChannel = "agentd_cancel";
 
 /// The NOTIFY payload of a commit to (project_id, session_id) ending at last_seq.
 std::string PostgresNotifyPayload(const std::string& project_id, const std::string& session_id,
@@ -186,9 +189,11 @@ class PostgresStore final : public ContextStore {
                                               absl::Duration ttl) override;
   [[nodiscard]] absl::StatusOr<bool> ReplicaAlive(const std::string& replica_id) override;
   /// FAILED_PRECONDITION when called twice.
-  [[nodiscard]] absl::Status WatchCommits(CommitNotice on_commit,
-                                          std::function<void()> on_resync) override;
+  [[nodiscard]] absl::Status WatchCommits(ReplicaNotices notices) override;
   void StopWatchingCommits() override;
+  /// NOTIFY kPostgresCancelChannel with PostgresNotifyPayload(project_id, session_id, 0).
+  [[nodiscard]] absl::Status RequestCancel(const std::string& project_id,
+                                           const std::string& session_id) override;
 
   // Backups: UNIMPLEMENTED; PostgreSQL has its own tools (pg_dump, pg_basebackup + WAL
   // archiving for point-in-time recovery).
