@@ -143,7 +143,13 @@ absl::Status EnsureBootstrap(store::ContextStore* store, const BootstrapOptions&
     const v1::AuditEvent audit =
         NewAuditEvent(v1::AUDIT_ACTION_PROJECT_CREATED, project_id, key_id, kMethod, "OK",
                       "default project created at bootstrap");
-    AGENTD_RETURN_IF_ERROR(store->CreateProject(project, audit));
+    absl::Status created = store->CreateProject(project, audit);
+    // Replicas starting together on one shared store: another one created it meanwhile.
+    if (absl::IsAlreadyExists(created)) {
+      spdlog::info("bootstrap: another replica created the default project meanwhile");
+    } else {
+      AGENTD_RETURN_IF_ERROR(created);
+    }
   }
 
   storage::ApiKeyRecord record;
@@ -158,7 +164,12 @@ absl::Status EnsureBootstrap(store::ContextStore* store, const BootstrapOptions&
   const v1::AuditEvent audit =
       NewAuditEvent(v1::AUDIT_ACTION_API_KEY_CREATED, project_id, key_id, kMethod, "OK",
                     absl::StrCat("key ", key_id, " role ADMIN name bootstrap"));
-  AGENTD_RETURN_IF_ERROR(store->CreateApiKey(record, audit));
+  absl::Status stored = store->CreateApiKey(record, audit);
+  if (absl::IsAlreadyExists(stored)) {  // the same AGENTD_BOOTSTRAP_KEY, stored by another replica
+    spdlog::info("bootstrap: key {} was stored by another replica", key_id);
+    return absl::OkStatus();
+  }
+  AGENTD_RETURN_IF_ERROR(stored);
 
   spdlog::info("bootstrap: created the default project and its ADMIN key {} ({})", key_id, source);
   return absl::OkStatus();

@@ -459,11 +459,14 @@ absl::Status Turn::PrepareAgent() {
 absl::Status Turn::LoadHistory(const std::string& key, int64_t last_seq) {
   history_ = deps_.history->Get(key, last_seq);
   if (history_ != nullptr) return absl::OkStatus();
-  // Not cached: read the log once; later turns of the session extend the cached copy.
+  // Not cached: read the log once; later turns of the session extend the cached copy. Only up
+  // to the record's last_seq: on a shared store another replica may have appended since the
+  // record was read (this turn's claim then fails its revision check).
   history_ = std::make_shared<SessionHistory>();
-  for (int64_t after = 0;;) {
+  for (int64_t after = 0; after < last_seq;) {
+    const auto limit = static_cast<int32_t>(std::min<int64_t>(1000, last_seq - after));
     AGENTD_ASSIGN_OR_RETURN(auto page,
-                            deps_.store->ReadEvents(project_id_, request_.session_id(), after, 1000));
+                            deps_.store->ReadEvents(project_id_, request_.session_id(), after, limit));
     if (page.empty()) break;
     after = page.back().seq();
     for (auto& e : page) history_->events.push_back(std::move(e));
