@@ -128,6 +128,9 @@ void ReplicaMonitor::Loop() {
     if (!st.ok()) spdlog::warn("replica heartbeat failed: {}", st.ToString());
     st = sessions_->RecoverInterruptedTurns();
     if (!st.ok()) spdlog::warn("orphaned-turn sweep failed: {}", st.ToString());
+    // A notice can be lost (a replica died between its commit and its NOTIFY): watchers look
+    // at the store from their cursors now and then (a read each, when nothing is new).
+    hub_->NoticeAll();
   }
 }
 

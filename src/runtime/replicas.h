@@ -13,7 +13,8 @@
 //    (the same record a restart writes after a crash), at its next turn on the session or in
 //    the periodic sweep, whichever comes first.
 //  - Commit notices from the store (PostgreSQL LISTEN/NOTIFY) reach the EventHub as notices, so
-//    a watcher on one replica sees turns run on another.
+//    a watcher on one replica sees turns run on another; every ttl/3 all watchers re-read from
+//    their cursors anyway (a notice is lost if its replica dies between commit and NOTIFY).
 //
 // On a store that is not shared (RocksDB) only the first point applies; the process's own
 // in-process slot remains the busy rule and startup recovery records every RUNNING session's

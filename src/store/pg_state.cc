@@ -366,16 +366,12 @@ absl::Status PostgresStore::DeleteSession(const std::string& project_id,
                                           const std::string& session_id) {
   AGENTD_RETURN_IF_ERROR(CheckIds(project_id, "session_id", session_id));
   const absl::Time now = absl::Now();
-  return pool_->Transaction([&](Conn& c) -> absl::Status {
-    AGENTD_RETURN_IF_ERROR(
-        RemoveLocked(c, project_id, session_id, RemoveMode::kDelete, now).status());
-    // last_seq -1: deleted (watchers on other replicas are told, as on this one).
-    return c
-        .Exec("notify", "SELECT pg_notify($1, $2)",
-              {pg::Text(kPostgresEventsChannel),
-               pg::Text(PostgresNotifyPayload(project_id, session_id, -1))})
-        .status();
+  absl::Status st = pool_->Transaction([&](Conn& c) -> absl::Status {
+    return RemoveLocked(c, project_id, session_id, RemoveMode::kDelete, now).status();
   });
+  // last_seq -1: deleted (watchers on other replicas are told, as on this one).
+  if (st.ok()) NotifyCommitted(project_id, session_id, -1);
+  return st;
 }
 
 absl::StatusOr<int64_t> PostgresStore::DeleteExpiredSessions(absl::Time now, int64_t max) {

@@ -6,6 +6,8 @@
 #include <optional>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -347,12 +349,13 @@ absl::Status PostgresStore::CommitSessionWrite(const SessionWrite& write) {
   AGENTD_RETURN_IF_ERROR(internal::CheckSessionWrite(write));
   const absl::Time now = absl::Now();
 
-  return pool_->Transaction([&](Conn& c) -> absl::Status {
+  int64_t new_last = 0;
+  absl::Status st = pool_->Transaction([&](Conn& c) -> absl::Status {
     // The row lock serializes writers of this session across every replica.
     AGENTD_ASSIGN_OR_RETURN(const storage::SessionRecord stored,
                             LockLiveSession(c, project_id, session_id, now));
     AGENTD_RETURN_IF_ERROR(internal::CheckWriteAgainstStored(write, stored));
-    const int64_t new_last = write.record.session().last_seq();  // checked: the last event's
+    new_last = write.record.session().last_seq();  // checked: the last event's
     AGENTD_RETURN_IF_ERROR(ApplyState(c, project_id, session_id, write.state).status());
 
     for (size_t first = 0; first < write.events.size(); first += kEventsPerInsert) {
@@ -408,13 +411,26 @@ absl::Status PostgresStore::CommitSessionWrite(const SessionWrite& write) {
                   Int(pg::Micros(created)), Proto(write.idempotency)})
               .status());
     }
-    AGENTD_RETURN_IF_ERROR(pg::ApplyUsage(c, project_id, write.usage));
-    return c
-        .Exec("notify", "SELECT pg_notify($1, $2)",
-              {pg::Text(kPostgresEventsChannel),
-               pg::Text(PostgresNotifyPayload(project_id, session_id, new_last))})
-        .status();
+    return pg::ApplyUsage(c, project_id, write.usage);
   });
+  if (st.ok()) NotifyCommitted(project_id, session_id, new_last);
+  return st;
+}
+
+void PostgresStore::NotifyCommitted(const std::string& project_id, const std::string& session_id,
+                                    int64_t last_seq) {
+  // Its own transaction, without waiting for the WAL flush: PostgreSQL holds one database-wide
+  // lock from a notifying transaction's pre-commit until its end, flush included, so a NOTIFY
+  // inside the write would serialize every commit's fsync (no group commit). The notice is not
+  // durable state: a lost one (crash right here) is covered by the listeners' periodic resync.
+  absl::Status st =
+      pool_
+          ->Exec("notify",
+                 "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)",
+                 {pg::Text(kPostgresEventsChannel),
+                  pg::Text(PostgresNotifyPayload(project_id, session_id, last_seq))})
+          .status();
+  if (!st.ok()) spdlog::warn("commit notice for a session not sent: {}", st.ToString());
 }
 
 absl::StatusOr<std::optional<storage::IdempotencyRecord>> PostgresStore::GetIdempotency(

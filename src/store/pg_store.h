@@ -12,11 +12,13 @@
 //    commits, the other gets ABORTED, whichever replica each runs on;
 //  - usage counters are INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x (atomic adds).
 //
-// Change notification (for watchers on other replicas): every CommitSessionWrite runs, in its
-// own transaction,
+// Change notification (for watchers on other replicas): after every CommitSessionWrite commits,
 //     SELECT pg_notify('agentd_events', '<project_id>/<session_id>/<last_seq>')
-// so the notification is delivered (to LISTEN agentd_events connections) exactly when the write
-// commits, and never for a write that rolled back. DeleteSession notifies with last_seq -1. <last_seq> is the session's last_seq after the
+// runs in a transaction of its own with synchronous_commit off (a NOTIFY inside the write would
+// hold PostgreSQL's database-wide notify lock through the write's WAL flush and serialize every
+// commit), so the notification is delivered (to LISTEN agentd_events connections) after the
+// write is durable, never for a write that rolled back, and may be lost if the process dies in
+// between: listeners resync periodically. DeleteSession notifies with last_seq -1. <last_seq> is the session's last_seq after the
 // write, in decimal. Ids are sent as they are when they consist of the bytes 0x21..0x7e other than
 // '/' and '%' (every id the runtime generates or accepts); any other byte is sent as %XX
 // (uppercase hex), so the payload splits unambiguously at '/'. PostgreSQL coalesces identical
@@ -106,7 +108,7 @@ class PostgresStore final : public ContextStore {
                                                          const std::string& page_token) override;
   [[nodiscard]] absl::Status DeleteSession(const std::string& project_id,
                                            const std::string& session_id) override;
-  /// Also notifies kPostgresEventsChannel in the same transaction (see above).
+  /// Then notifies kPostgresEventsChannel (see above).
   [[nodiscard]] absl::Status CommitSessionWrite(const SessionWrite& write) override;
   [[nodiscard]] absl::StatusOr<std::vector<v1::Event>> ReadEvents(const std::string& project_id,
                                                                   const std::string& session_id,
@@ -227,6 +229,9 @@ class PostgresStore final : public ContextStore {
   absl::StatusOr<std::vector<v1::StateEntry>> ApplyState(
       pg::Conn& conn, const std::string& project_id, const std::string& session_id,
       const std::vector<StateMutation>& mutations);
+  /// After a committed session write: the NOTIFY described above (failures are logged).
+  void NotifyCommitted(const std::string& project_id, const std::string& session_id,
+                       int64_t last_seq);
   /// Inside a transaction: the live session's record, locked (FOR UPDATE), or NOT_FOUND.
   absl::StatusOr<storage::SessionRecord> LockLiveSession(pg::Conn& conn,
                                                          const std::string& project_id,
