@@ -273,7 +273,7 @@ struct FakeOpenAiServer::Call {
   size_t first_content_frame = SIZE_MAX;  // streaming: index of the first content delta
 };
 
-FakeOpenAiServer::FakeOpenAiServer() {
+FakeOpenAiServer::FakeOpenAiServer(const FakeOpenAiOptions& options) {
   static std::once_flag threads_once;
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
 
@@ -296,13 +296,14 @@ FakeOpenAiServer::FakeOpenAiServer() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(options.port));
   socklen_t len = sizeof(addr);
   const int one = 1;
   // TCP_NODELAY (inherited by accepted connections), as real providers' front ends do: without
   // it a stream's small chunks wait for the client's delayed ACK (up to 40 ms late).
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+      (options.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
       bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 65535) != 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
       evhttp_accept_socket_with_handle(http_, fd) == nullptr) {
@@ -352,6 +353,12 @@ void FakeOpenAiServer::Push(FakeReply reply) {
 void FakeOpenAiServer::SetDefault(FakeReply reply) {
   absl::MutexLock lock(&mu_);
   default_ = std::move(reply);
+}
+
+void FakeOpenAiServer::SetReplyFn(FakeReplyFn fn) {
+  auto shared = fn ? std::make_shared<const FakeReplyFn>(std::move(fn)) : nullptr;
+  absl::MutexLock lock(&mu_);
+  reply_fn_ = std::move(shared);
 }
 
 std::vector<std::string> FakeOpenAiServer::request_bodies() const {
@@ -420,6 +427,7 @@ void FakeOpenAiServer::HandleChat(evhttp_request* req) {
   const bool is_json = !parsed.is_discarded() && parsed.is_object();
 
   FakeReply reply;
+  std::shared_ptr<const FakeReplyFn> reply_fn;
   {
     absl::MutexLock lock(&mu_);
     ++count_;
@@ -429,7 +437,8 @@ void FakeOpenAiServer::HandleChat(evhttp_request* req) {
     }
     if (is_json) {
       if (queue_.empty()) {
-        reply = default_;
+        reply_fn = reply_fn_;
+        if (reply_fn == nullptr) reply = default_;
       } else {
         reply = std::move(queue_.front());
         queue_.pop_front();
@@ -443,6 +452,8 @@ void FakeOpenAiServer::HandleChat(evhttp_request* req) {
                             "invalid_request_error", nullptr, nullptr)));
     return;
   }
+
+  if (reply_fn != nullptr) reply = (*reply_fn)(parsed);
 
   auto call = std::make_unique<Call>();
   call->server = this;

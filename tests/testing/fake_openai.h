@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "nlohmann/json_fwd.hpp"
 
 struct event;
 struct event_base;
@@ -58,6 +60,16 @@ struct FakeReply {
   int completion_tokens = 7;
 };
 
+/// Where the server listens. The default (127.0.0.1, a free port) is what tests want.
+struct FakeOpenAiOptions {
+  int port = 0;             // 0 = pick a free port
+  bool reuse_port = false;  // SO_REUSEPORT: several servers (loop threads) share one port
+};
+
+/// Picks the reply for a request when no scripted reply is queued (instead of the default).
+/// Called on the server's loop thread with the parsed request body (a JSON object).
+using FakeReplyFn = std::function<FakeReply(const nlohmann::json& request)>;
+
 /// Threading: all public methods are thread-safe. HTTP work happens on one internal loop thread.
 /// Requests: POST /v1/chat/completions takes the next scripted reply (FIFO, else the default).
 /// Other paths get 404, other methods 405, a body that is not JSON 400; none of those consume a
@@ -69,7 +81,9 @@ class FakeOpenAiServer {
  public:
   /// Binds 127.0.0.1:0 (listen backlog up to net.core.somaxconn) and starts the loop thread. Throws
   /// std::runtime_error if the socket or libevent setup fails.
-  FakeOpenAiServer();
+  FakeOpenAiServer() : FakeOpenAiServer(FakeOpenAiOptions{}) {}
+  /// Binds 127.0.0.1:`options.port`; throws std::runtime_error if it cannot.
+  explicit FakeOpenAiServer(const FakeOpenAiOptions& options);
   /// Stops the loop, drops pending replies, closes every connection, joins the thread.
   ~FakeOpenAiServer();
   FakeOpenAiServer(const FakeOpenAiServer&) = delete;
@@ -83,6 +97,8 @@ class FakeOpenAiServer {
   void Push(FakeReply reply);
   /// Served when the queue is empty.
   void SetDefault(FakeReply reply);
+  /// When set, chooses the reply when the queue is empty (SetDefault's reply is then unused).
+  void SetReplyFn(FakeReplyFn fn);
 
   /// Raw bodies of POST /v1/chat/completions, in arrival order (empty if recording is off).
   std::vector<std::string> request_bodies() const;
@@ -134,6 +150,7 @@ class FakeOpenAiServer {
   mutable absl::Mutex mu_;
   std::deque<FakeReply> queue_ ABSL_GUARDED_BY(mu_);
   FakeReply default_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const FakeReplyFn> reply_fn_ ABSL_GUARDED_BY(mu_);
   bool record_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
   std::vector<std::map<std::string, std::string>> headers_ ABSL_GUARDED_BY(mu_);
