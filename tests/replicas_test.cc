@@ -157,7 +157,8 @@ TEST_F(ReplicasTest, CancelTurnOnAnotherReplicaCancelsTheTurnWhereItRuns) {
   auto a = StartReplica();
   auto b = StartReplica();
   v1::Session s = a->CreateSession(a->CreateAgent("gpt").agent_id());
-  fake_.Push(Slow(5000));
+  // The default, not a queued reply: the cancel may stop the call before it reaches the fake.
+  fake_.SetDefault(Slow(5000));
   grpc::Status a_status;
   v1::TurnResult a_result;
   const absl::Time start = absl::Now();

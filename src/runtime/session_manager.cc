@@ -367,8 +367,13 @@ void SessionManager::CancelRemote(
   // Polls until the session no longer runs that turn (the owner recorded it CANCELLED, or it
   // ended first, or the owner died and the orphan sweep recorded it).
   const absl::Time give_up = absl::Now() + kRemoteCancelWait;
+  // The closure reaches itself weakly: whoever runs or schedules it holds it (no cycle to leak
+  // if the timers are dropped at shutdown).
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, project_id, session_id, turn_id, first_seq, give_up, done, poll]() {
+  std::weak_ptr<std::function<void()>> weak = poll;
+  *poll = [this, project_id, session_id, turn_id, first_seq, give_up, done, weak]() {
+    std::shared_ptr<std::function<void()>> self = weak.lock();
+    if (self == nullptr) return;
     auto rec = deps_.store->GetSession(project_id, session_id);
     if (!rec.ok() || rec->running_turn_id() != turn_id) {
       auto result = rec.ok() ? ReadTurnResult(project_id, session_id, turn_id, first_seq)
@@ -378,7 +383,6 @@ void SessionManager::CancelRemote(
         *result->mutable_required_tool_calls() = rec->session().pending_tool_calls();
       }
       done(result.status(), result.ok() ? *result : v1::TurnResult());
-      *poll = nullptr;  // breaks the self-reference
       return;
     }
     if (absl::Now() >= give_up) {
@@ -386,11 +390,10 @@ void SessionManager::CancelRemote(
                "the replica running turn ", turn_id, " did not record its cancellation within ",
                absl::FormatDuration(kRemoteCancelWait))),
            v1::TurnResult());
-      *poll = nullptr;
       return;
     }
-    deps_.timers->Schedule(absl::Now() + kRemoteBusyPoll, [this, poll] {
-      deps_.executor->Schedule([poll] { (*poll)(); });
+    deps_.timers->Schedule(absl::Now() + kRemoteBusyPoll, [this, self] {
+      deps_.executor->Schedule([self] { (*self)(); });
     });
   };
   deps_.executor->Schedule([poll] { (*poll)(); });
