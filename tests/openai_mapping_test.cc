@@ -88,6 +88,29 @@ TEST(OpenAiRequestTest, FullConversationExactJson) {
     ]
   })");
   EXPECT_EQ(json::parse(*body), expected) << *body;
+  // Written by hand, not by nlohmann: byte for byte what dumping the same document gives.
+  EXPECT_EQ(*body, json::parse(*body).dump()) << *body;
+}
+
+TEST(OpenAiRequestTest, TextIsEscapedExactlyAsNlohmannWouldWriteIt) {
+  ModelRequest r;
+  r.model = "m\"odel";
+  r.messages.push_back(Msg(v1::ROLE_SYSTEM, "line1\nline2\ttab \"q\" back\\slash \x01 é 中文 🙂"));
+  ChatMessage a = Msg(v1::ROLE_ASSISTANT, "calling\r\n");
+  a.tool_calls.push_back(Tc("id\"1", "f", R"({"s":"a\"b"})"));
+  r.messages.push_back(a);
+  ChatMessage t = Msg(v1::ROLE_TOOL, "{\"ok\":true}\f");
+  t.tool_call_id = "id\"1";
+  r.messages.push_back(t);
+  r.tools.push_back({"f", "desc \"quoted\"\n", R"({"type":"object","properties":{"s":{"type":"string"}}})"});
+  absl::StatusOr<std::string> body = openai::BuildChatRequestBody(r);
+  ASSERT_TRUE(body.ok()) << body.status();
+  const json parsed = json::parse(*body);
+  EXPECT_EQ(*body, parsed.dump()) << *body;
+  EXPECT_EQ(parsed["messages"][0]["content"], r.messages[0].text);
+  EXPECT_EQ(parsed["messages"][1]["tool_calls"][0]["function"]["arguments"], R"({"s":"a\"b"})");
+  EXPECT_EQ(parsed["messages"][2]["tool_call_id"], "id\"1");
+  EXPECT_EQ(parsed["tools"][0]["function"]["description"], "desc \"quoted\"\n");
 }
 
 TEST(OpenAiRequestTest, StreamingAddsUsageOptionAndNoToolsKeyWithoutTools) {

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_text.h"
 
 namespace agentd::backend::openai {
 namespace {
@@ -155,41 +156,57 @@ const char* RoleName(v1::Role role) {
 }  // namespace
 
 absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
-  json messages = json::array();
+  // Written straight into the body (no JSON tree): this runs for every model call, over the
+  // whole context window. Keys in sorted order, the way nlohmann::json would dump them; invalid
+  // UTF-8 in user text is replaced rather than thrown on (common/json_text.h).
+  size_t reserve = 256;
+  for (const ChatMessage& m : request.messages) reserve += m.text.size() + 64;
+  std::string out;
+  out.reserve(reserve);
+  out.append("{\"messages\":[");
   for (size_t i = 0; i < request.messages.size(); ++i) {
     const ChatMessage& m = request.messages[i];
     const char* role = RoleName(m.role);
     if (role == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("message ", i, " has no role"));
     }
-    json out = {{"role", role}};
-    if (m.role == v1::ROLE_TOOL) {
-      out["tool_call_id"] = m.tool_call_id;
-      out["content"] = m.text;
-    } else if (m.role == v1::ROLE_ASSISTANT && !m.tool_calls.empty()) {
-      out["content"] = m.text.empty() ? json(nullptr) : json(m.text);
-      json calls = json::array();
-      for (const v1::ToolCall& tc : m.tool_calls) {
-        calls.push_back(
-            {{"id", tc.id()},
-             {"type", "function"},
-             {"function",
-              {{"name", tc.name()},
-               {"arguments", tc.arguments_json().empty() ? "{}" : tc.arguments_json()}}}});
-      }
-      out["tool_calls"] = std::move(calls);
+    if (i > 0) out.push_back(',');
+    out.append("{\"content\":");
+    const bool calls = m.role == v1::ROLE_ASSISTANT && !m.tool_calls.empty();
+    if (calls && m.text.empty()) {
+      out.append("null");
     } else {
-      out["content"] = m.text;
+      common::AppendJsonString(&out, m.text);
     }
-    messages.push_back(std::move(out));
+    out.append(",\"role\":\"").append(role).push_back('"');
+    if (m.role == v1::ROLE_TOOL) {
+      out.append(",\"tool_call_id\":");
+      common::AppendJsonString(&out, m.tool_call_id);
+    } else if (calls) {
+      out.append(",\"tool_calls\":[");
+      for (size_t c = 0; c < m.tool_calls.size(); ++c) {
+        const v1::ToolCall& tc = m.tool_calls[c];
+        if (c > 0) out.push_back(',');
+        out.append("{\"function\":{\"arguments\":");
+        common::AppendJsonString(&out, tc.arguments_json().empty() ? "{}" : tc.arguments_json());
+        out.append(",\"name\":");
+        common::AppendJsonString(&out, tc.name());
+        out.append("},\"id\":");
+        common::AppendJsonString(&out, tc.id());
+        out.append(",\"type\":\"function\"}");
+      }
+      out.push_back(']');
+    }
+    out.push_back('}');
   }
-
-  json body = {
-      {"model", request.model}, {"messages", std::move(messages)}, {"stream", request.stream}};
-  if (request.stream) body["stream_options"] = {{"include_usage", true}};
+  out.append("],\"model\":");
+  common::AppendJsonString(&out, request.model);
+  out.append(request.stream ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+                            : ",\"stream\":false");
   if (!request.tools.empty()) {
-    json tools = json::array();
-    for (const ToolDefinition& t : request.tools) {
+    out.append(",\"tools\":[");
+    for (size_t i = 0; i < request.tools.size(); ++i) {
+      const ToolDefinition& t = request.tools[i];
       json parameters = {{"type", "object"}, {"properties", json::object()}};
       if (!absl::StripAsciiWhitespace(t.parameters_json_schema).empty()) {
         parameters = json::parse(t.parameters_json_schema, nullptr, /*allow_exceptions=*/false);
@@ -198,16 +215,19 @@ absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
               absl::StrCat("tool '", t.name, "': parameters schema is not a JSON object"));
         }
       }
-      tools.push_back({{"type", "function"},
-                       {"function",
-                        {{"name", t.name},
-                         {"description", t.description},
-                         {"parameters", std::move(parameters)}}}});
+      if (i > 0) out.push_back(',');
+      out.append("{\"function\":{\"description\":");
+      common::AppendJsonString(&out, t.description);
+      out.append(",\"name\":");
+      common::AppendJsonString(&out, t.name);
+      out.append(",\"parameters\":");
+      out.append(parameters.dump(-1, ' ', false, json::error_handler_t::replace));
+      out.append("},\"type\":\"function\"}");
     }
-    body["tools"] = std::move(tools);
+    out.push_back(']');
   }
-  // Invalid UTF-8 in user text is replaced rather than thrown on.
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.push_back('}');
+  return out;
 }
 
 absl::StatusOr<ModelResponse> ParseChatResponse(absl::string_view body) {
