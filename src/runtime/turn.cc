@@ -430,6 +430,10 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   }
   w.usage = pending_usage_;  // counted in the same batch as the step's events
   w.state = builtins_.PendingState();  // tool-state writes of the step's builtin calls
+  // Only the write that ends the turn is acknowledged (to the caller, to idempotent retries):
+  // the opening and step writes before it need no fsync of their own; the final one's covers
+  // them. One fsync per turn instead of one per step.
+  w.sync = final_write;
   const std::string key = EventHub::Key(project_id_, request_.session_id());
   const auto commit_start = std::chrono::steady_clock::now();
   absl::Status st = deps_.store->CommitSessionWrite(w);

@@ -123,6 +123,12 @@ struct SessionWrite {
   /// Tool-state changes of this session, applied in the same batch; any version mismatch
   /// rejects the whole write (ABORTED) and nothing is applied.
   std::vector<StateMutation> state;
+  /// false: a write nobody has been told about yet (a turn's opening and intermediate steps),
+  /// committed without waiting for fsync even under Durability::kSync; it becomes durable with
+  /// the next synced write (on RocksDB and PostgreSQL a synced commit flushes the log before
+  /// it). A power loss may drop it; a process crash does not. The write that acknowledges a
+  /// turn is always synced under kSync.
+  bool sync = true;
 };
 
 class ContextStore {

@@ -453,7 +453,10 @@ absl::Status RocksDbStore::CommitSessionWrite(const SessionWrite& write) {
                           project_id, session_id, write.idempotency_key));
   }
   internal::MergeUsage(&batch, Cf(ColumnFamily::kUsage), project_id, write.usage);
-  return batch.Commit(db_.get(), options_.durability);
+  const Durability durability = options_.durability == Durability::kSync && !write.sync
+                                    ? Durability::kRelaxed
+                                    : options_.durability;
+  return batch.Commit(db_.get(), durability);
 }
 
 absl::StatusOr<std::optional<storage::IdempotencyRecord>> RocksDbStore::GetIdempotency(
