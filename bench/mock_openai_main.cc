@@ -8,7 +8,9 @@
 //   - a request whose last message is a `tool` message: a plain ~1 KB text answer.
 // So one agent step is: model call -> tool call -> tool result -> model call -> final answer.
 // JSON or SSE ("stream": true, usage chunk with stream_options.include_usage), usage in every
-// response. Built on tests/testing/fake_openai (libevent); --threads loops share the port
+// response. Request bodies are scanned, not parsed (--full-parse parses them): a full window of
+// context costs the mock ~1 ms of JSON parsing per request otherwise, CPU taken from whatever it
+// is measured against on the same machine. Built on tests/testing/fake_openai (libevent); --threads loops share the port
 // (SO_REUSEPORT). Prints `LISTENING <port>` on stdout once serving; SIGINT/SIGTERM stop it and
 // print the request count on stderr.
 #include <signal.h>
@@ -42,6 +44,7 @@ struct MockOptions {
   int chunk_chars = 64;
   std::string tool_name = "state_get";
   std::string tool_args = R"({"key":"doc"})";
+  bool full_parse = false;
 };
 
 std::string Filled(const std::string& head, size_t bytes) {
@@ -113,6 +116,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--tool-name", o.tool_name, "function the first reply of a step calls");
   app.add_option("--tool-args", o.tool_args, "its JSON arguments");
+  app.add_flag("--full-parse", o.full_parse,
+               "parse every request body as JSON (default: scan it for model, stream and the last "
+               "role only, so the mock's CPU does not grow with the context it is sent)");
   CLI11_PARSE(app, argc, argv);
   if (!json::accept(o.tool_args)) {
     std::fprintf(stderr, "mock-openai: --tool-args is not JSON\n");
@@ -132,6 +138,7 @@ int main(int argc, char** argv) {
     FakeOpenAiOptions listen;
     listen.port = o.port;
     listen.reuse_port = o.threads > 1;
+    listen.scan_only = !o.full_parse;
     for (int i = 0; i < o.threads; ++i) {
       servers.push_back(std::make_unique<FakeOpenAiServer>(listen));
       listen.port = servers.front()->port();  // the others join the first one's port

@@ -1,4 +1,5 @@
 #include "testing/fake_openai.h"
+#include "testing/fake_openai_scan.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -273,7 +274,8 @@ struct FakeOpenAiServer::Call {
   size_t first_content_frame = SIZE_MAX;  // streaming: index of the first content delta
 };
 
-FakeOpenAiServer::FakeOpenAiServer(const FakeOpenAiOptions& options) {
+FakeOpenAiServer::FakeOpenAiServer(const FakeOpenAiOptions& options)
+    : scan_only_(options.scan_only) {
   static std::once_flag threads_once;
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
 
@@ -423,7 +425,8 @@ void FakeOpenAiServer::HandleChat(evhttp_request* req) {
   evbuffer* in = evhttp_request_get_input_buffer(req);
   std::string body(evbuffer_get_length(in), '\0');
   evbuffer_copyout(in, body.data(), body.size());
-  const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  const json parsed = scan_only_ ? ScanChatRequest(body)
+                                 : json::parse(body, nullptr, /*allow_exceptions=*/false);
   const bool is_json = !parsed.is_discarded() && parsed.is_object();
 
   FakeReply reply;

@@ -64,6 +64,10 @@ struct FakeReply {
 struct FakeOpenAiOptions {
   int port = 0;             // 0 = pick a free port
   bool reuse_port = false;  // SO_REUSEPORT: several servers (loop threads) share one port
+  /// Read requests with ScanChatRequest (fake_openai_scan.h) instead of parsing them: the reply
+  /// function sees only model, stream options and the last message's role, and a body that is
+  /// not JSON is not detected. For benchmarks; tests leave it off.
+  bool scan_only = false;
 };
 
 /// Picks the reply for a request when no scripted reply is queued (instead of the default).
@@ -143,6 +147,7 @@ class FakeOpenAiServer {
   evhttp* http_ = nullptr;
   event* stop_ev_ = nullptr;
   int port_ = 0;
+  const bool scan_only_ = false;
   std::thread loop_;
   long next_id_ = 0;                                             // loop thread only
   std::unordered_map<Call*, std::unique_ptr<Call>> live_calls_;  // loop thread only
