@@ -32,6 +32,7 @@
 #include "loadgen_driver.h"
 #include "loadgen_stats.h"
 #include "nlohmann/json.hpp"
+#include "testing/metrics_scrape.h"
 
 namespace {
 
@@ -58,6 +59,7 @@ struct Options {
   int timeout_ms = 30000;
   int server_pid = 0;
   int mock_pid = 0;
+  std::string metrics;  // agentd's metrics_listen HOST:PORT: model time per step, overhead
   std::string data_dir;
   std::string csv;
   std::string label;
@@ -169,8 +171,12 @@ class Setup {
 struct Snapshot {
   double system_busy_s = 0, self_cpu_s = 0;
   std::optional<lg::ProcReading> server, mock;
+  double model_s = -1;  // agentd_model_call_duration_seconds_sum (-1: not scraped)
   static Snapshot Take(const Options& o) {
     Snapshot s;
+    if (!o.metrics.empty()) {
+      s.model_s = agentd::testing::ScrapeSum(o.metrics, "agentd_model_call_duration_seconds_sum");
+    }
     s.system_busy_s = agentd::bench::SystemBusySeconds();
     s.self_cpu_s = agentd::bench::CpuSeconds();
     if (o.server_pid > 0) s.server = lg::ReadProc(o.server_pid);
@@ -249,6 +255,9 @@ int main(int argc, char** argv) {
   app.add_option("--server-pid", o.server_pid, "agentd's pid: CPU and bytes written per step");
   app.add_option("--mock-pid", o.mock_pid, "the model server's pid: its CPU per step");
   app.add_option("--data-dir", o.data_dir, "agentd's data dir: its size after the run");
+  app.add_option("--metrics", o.metrics,
+                 "agentd's metrics_listen HOST:PORT: model time per step and the runtime "
+                 "overhead (step latency minus it)");
   app.add_option("--csv", o.csv, "write latency by turn index to this CSV file");
   app.add_option("--label", o.label, "free text copied into the RESULT line");
   CLI11_PARSE(app, argc, argv);
@@ -366,6 +375,15 @@ int main(int argc, char** argv) {
     result["other_load_cores"] = R3(std::max(0.0, other));
   }
   if (!o.data_dir.empty()) result["data_dir_bytes"] = lg::DirBytes(o.data_dir);
+  if (before.model_s >= 0 && after.model_s >= 0 && steps > 0) {
+    // Runtime overhead: what a step takes beyond the model calls agentd made for it (their
+    // HTTP round trips and the mock's own work, as agentd's backend timed them). The model
+    // time is a mean per step, so the overhead percentiles are estimates.
+    const double model_ms = (after.model_s - before.model_s) * 1000 / steps;
+    result["model_ms_per_step"] = R3(model_ms);
+    result["overhead_p50_ms"] = R3(std::max(0.0, overall.p50 - model_ms));
+    result["overhead_p99_ms"] = R3(std::max(0.0, overall.p99 - model_ms));
+  }
 
   std::printf("loadgen: %s loop, %d sessions, %d channels, model %s, tool %s, agentd %s\n",
               open_loop ? "open" : "closed", o.sessions, o.channels, o.model.c_str(),
@@ -377,7 +395,8 @@ int main(int argc, char** argv) {
   PrintSummaryRow("all", overall);
   for (const auto& [label, s] : buckets) PrintSummaryRow(label, s);
   for (const char* key : {"server_cpu_ms_per_step", "server_write_bytes_per_step",
-                          "mock_cpu_ms_per_step", "loadgen_cpu_ms_per_step", "data_dir_bytes",
+                          "mock_cpu_ms_per_step", "loadgen_cpu_ms_per_step", "model_ms_per_step",
+                          "overhead_p50_ms", "overhead_p99_ms", "data_dir_bytes",
                           "other_load_cores"}) {
     if (result.contains(key)) std::printf("  %s: %s\n", key, result[key].dump().c_str());
   }

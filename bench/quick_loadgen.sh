@@ -54,7 +54,7 @@ wait_for_line() {
 }
 
 config=$tmp/agentd.yaml
-echo "durability: sync" >"$config"
+printf 'durability: sync\nmetrics_listen: "127.0.0.1:0"\n' >"$config"
 if [[ $model == mock ]]; then
   "$bin/mock-openai" --port 0 --think-ms 0 >"$tmp/mock.log" 2>&1 &
   mock_pid=$!
@@ -73,8 +73,10 @@ AGENTD_BOOTSTRAP_KEY=$key "$bin/agentd" --config "$config" --listen 127.0.0.1:0 
 agentd_pid=$!
 line=$(wait_for_line "$tmp/agentd.log" 'agentd serving on 127\.0\.0\.1:[0-9]+' "$agentd_pid")
 addr=$(grep -oE '127\.0\.0\.1:[0-9]+' <<<"$line" | head -1)
+metrics=$(wait_for_line "$tmp/agentd.log" 'metrics on http://127\.0\.0\.1:[0-9]+' "$agentd_pid" |
+  grep -oE '127\.0\.0\.1:[0-9]+' | head -1)
 
-pids=(--server-pid "$agentd_pid")
+pids=(--server-pid "$agentd_pid" --metrics "$metrics")
 [[ -n $mock_pid ]] && pids+=(--mock-pid "$mock_pid")
 status=0
 AGENTD_API_KEY=$key "$bin/loadgen" --addr "$addr" --model "$model" --sessions "$sessions" \
