@@ -225,6 +225,7 @@ async function main() {
   });
 
   let modelCalls = 0;
+  let modelMs = 0;  // time in the model's HTTP calls (fetch + reading the reply), like agentd's histogram
   let requestBytes = 0;
   let maxRequestBytes = 0;
   async function agent(state) {
@@ -237,6 +238,7 @@ async function main() {
     const json = JSON.stringify(body);
     requestBytes += json.length;
     maxRequestBytes = Math.max(maxRequestBytes, json.length);
+    const callStart = performance.now();
     const res = await fetch(`${o.mockUrl}/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer mock" },
@@ -245,6 +247,7 @@ async function main() {
     });
     if (!res.ok) throw new Error(`model HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
     const reply = await res.json();
+    modelMs += performance.now() - callStart;
     ++modelCalls;
     const msg = reply.choices?.[0]?.message;
     if (!msg) throw new Error("model reply has no choices[0].message");
@@ -411,6 +414,7 @@ async function main() {
   for (let i = 0; i < o.sessions; ++i) threads.push(`session-${i}-${runId}`);
   const samples = [];
   const callsBefore = modelCalls;
+  const modelMsBefore = modelMs;
   const requestBytesBefore = requestBytes;
   const loadBefore = st.loadAverage();
   const before = {
@@ -449,6 +453,13 @@ async function main() {
     p99_ms: st.r3(overall.p99),
     max_ms: st.r3(overall.max),
     model_calls: modelCalls - callsBefore,
+    // Runtime overhead as loadgen estimates it for agentd: a step's latency minus the mean
+    // time per step spent in the model's HTTP calls.
+    ...(steps > 0 && {
+      model_ms_per_step: st.r3((modelMs - modelMsBefore) / steps),
+      overhead_p50_ms: st.r3(Math.max(0, overall.p50 - (modelMs - modelMsBefore) / steps)),
+      overhead_p99_ms: st.r3(Math.max(0, overall.p99 - (modelMs - modelMsBefore) / steps)),
+    }),
     model_request_bytes_mean: Math.round(
       (requestBytes - requestBytesBefore) / Math.max(1, modelCalls - callsBefore),
     ),

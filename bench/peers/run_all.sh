@@ -156,6 +156,7 @@ start_agentd() {
   rm -rf "$dir" && mkdir -p "$dir"
   cat >"$dir/agentd.yaml" <<EOF
 durability: sync
+metrics_listen: "127.0.0.1:0"
 backends:
   - { name: mock, type: openai, base_url: "$mock_url", max_concurrency: 1024 }
 models:
@@ -170,6 +171,11 @@ EOF
     return 1
   }
   agentd_addr=$(grep -oE '127\.0\.0\.1:[0-9]+' <<<"$line" | head -1)
+  line=$(wait_for_line "$dir/agentd.log" 'metrics on http://127\.0\.0\.1:[0-9]+' "$agentd_pid") || {
+    stop_agentd
+    return 1
+  }
+  agentd_metrics=$(grep -oE '127\.0\.0\.1:[0-9]+' <<<"$line" | head -1)
 }
 
 # Starts a throwaway PostgreSQL cluster (trust auth, loopback, socket in its own dir) in $1;
@@ -216,7 +222,8 @@ run_one() {
       if ((status == 0)); then
         AGENTD_API_KEY=$agentd_key "$bin/loadgen" --addr "$agentd_addr" --model mock \
           --sessions "$sessions" --turns "$turns" --channels "$channels" --data-dir "$dir/data" \
-          --server-pid "$agentd_pid" --mock-pid "$mock_pid" --csv "$csv" --label agentd >"$log" 2>&1 ||
+          --server-pid "$agentd_pid" --mock-pid "$mock_pid" --metrics "$agentd_metrics" \
+          --csv "$csv" --label agentd >"$log" 2>&1 ||
           status=$?
         ((status == 0)) || { echo "--- agentd log tail" >>"$log"; tail -n 20 "$dir/agentd.log" >>"$log"; }
         stop_agentd

@@ -82,6 +82,8 @@ for (const workload of workloads) {
       written: med("server_write_bytes_per_step"),
       data: med("data_dir_bytes"),
       other: med("other_load_cores"),
+      model: med("model_ms_per_step"),
+      overhead: med("overhead_p50_ms"),
     });
   }
 }
@@ -93,15 +95,15 @@ const fmt = (x, digits = 1) => {
 };
 const bytes = (x) => (x === undefined ? "—" : x >= 1e6 ? `${(x / 1e6).toFixed(1)} MB` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} kB` : `${Math.round(x)} B`);
 const lines = [
-  "| system | workload (sessions × steps) | runs | steps/s | p50 ms | p90 ms | p99 ms | CPU ms/step | bytes written/step | data after run | other cores | agentd ÷ peer steps/s | peer ÷ agentd p50 |",
-  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  "| system | workload (sessions × steps) | runs | steps/s | p50 ms | p90 ms | p99 ms | model ms/step | overhead p50 ms | CPU ms/step | bytes written/step | data after run | other cores | agentd ÷ peer steps/s | peer ÷ agentd p50 |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const r of rows) {
   const base = rows.find((b) => b.workload === r.workload && b.system === "agentd");
   const isPeer = r.system !== "agentd" && base;
   const ratio = (a, b) => (a && b ? `${(a / b).toFixed(1)}×` : "—");
   lines.push(
-    `| ${r.system} | ${r.shape} | ${r.runs} | ${fmt(r.steps_per_s)} | ${fmt(r.p50, 2)} | ${fmt(r.p90, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.cpu, 2)} | ${bytes(r.written)} | ${bytes(r.data)} | ${fmt(r.other, 2)} | ` +
+    `| ${r.system} | ${r.shape} | ${r.runs} | ${fmt(r.steps_per_s)} | ${fmt(r.p50, 2)} | ${fmt(r.p90, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.model, 2)} | ${fmt(r.overhead, 2)} | ${fmt(r.cpu, 2)} | ${bytes(r.written)} | ${bytes(r.data)} | ${fmt(r.other, 2)} | ` +
       `${isPeer ? ratio(base.steps_per_s, r.steps_per_s) : "—"} | ${isPeer ? ratio(r.p50, base.p50) : "—"} |`,
   );
 }
@@ -185,7 +187,7 @@ writeFileSync(
     "set ylabel 'step latency p50 (ms, log scale)'",
     "set logscale y",
     "set grid",
-    "set key bottom right box opaque",
+    "set key top right box opaque",
     `plot ${plots.join(", \\\n     ")}`,
     "",
   ].join("\n"),
