@@ -1,5 +1,7 @@
 #include "backend/timer_queue.h"
 
+#include "common/thread_name.h"
+
 namespace agentd::backend {
 
 TimerQueue::TimerQueue() : thread_([this] { Loop(); }) {}
@@ -32,6 +34,7 @@ bool TimerQueue::Cancel(TimerId id) {
 }
 
 void TimerQueue::Loop() {
+  NameThisThread("agentd-timers");
   absl::MutexLock lock(&mu_);
   while (!stop_) {
     if (pending_.empty()) {

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/thread_name.h"
 
 namespace agentd::http {
 
@@ -388,6 +389,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   absl::Mutex started_mu;
   bool started = false;
   loop->thread = std::thread([raw = loop.get(), &started_mu, &started] {
+    NameThisThread("agentd-http");
     // A write to a peer that left must fail with EPIPE, not kill the process.
     sigset_t pipe_set;
     sigemptyset(&pipe_set);

@@ -1,5 +1,7 @@
 #include "runtime/executor.h"
 
+#include "common/thread_name.h"
+
 namespace agentd::runtime {
 namespace {
 thread_local bool on_worker = false;
@@ -28,6 +30,7 @@ void Executor::Schedule(std::function<void()> fn) {
 bool Executor::OnWorkerThread() { return on_worker; }
 
 void Executor::Work() {
+  NameThisThread("agentd-turn");
   on_worker = true;
   for (;;) {
     std::function<void()> fn;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "common/time_util.h"
 #include "runtime/event_hub.h"
 #include "runtime/session_manager.h"
@@ -117,6 +118,7 @@ absl::Status ReplicaMonitor::Start() {
 }
 
 void ReplicaMonitor::Loop() {
+  NameThisThread("agentd-replica");
   const absl::Duration period = ttl_ / 3;
   for (;;) {
     {
