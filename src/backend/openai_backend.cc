@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 
@@ -162,11 +163,15 @@ class OpenAiBackend::Loop {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return false;
+      load_.fetch_add(1, std::memory_order_relaxed);  // before the I/O thread can finish it
       incoming_.push_back(std::move(call));
     }
     Wake();
     return true;
   }
+
+  /// Calls submitted and not finished yet (any thread; a snapshot).
+  int load() const { return load_.load(std::memory_order_relaxed); }
 
   void RequestCancel(std::shared_ptr<Call> call) {
     {
@@ -223,6 +228,7 @@ class OpenAiBackend::Loop {
   std::vector<std::shared_ptr<Call>> incoming_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Call>> cancels_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<int> load_{0};
   std::unordered_map<Call*, std::shared_ptr<Call>> active_;  // I/O thread only
   std::thread thread_;
 };
@@ -236,6 +242,7 @@ void OpenAiBackend::Call::Cancel() {
 
 void OpenAiBackend::Loop::Finish(const std::shared_ptr<Call>& call,
                                  absl::StatusOr<ModelResponse> outcome) {
+  load_.fetch_sub(1, std::memory_order_relaxed);  // every submitted call finishes exactly once
   if (call->easy_ != nullptr && active_.erase(call.get()) > 0) {
     curl_multi_remove_handle(multi_, call->easy_);
   }
@@ -450,11 +457,11 @@ OpenAiBackend::OpenAiBackend(OpenAiBackendOptions options) : options_(std::move(
   }
   for (const auto& [unused, line] : lower) headers_ = curl_slist_append(headers_, line.c_str());
   static_traceparent_ = lower.count("traceparent") > 0;  // the operator's explicit choice wins
-  loop_ = std::make_unique<Loop>(&options_);
+  for (int i = 0; i < kIoLoops; ++i) loops_.push_back(std::make_unique<Loop>(&options_));
 }
 
 OpenAiBackend::~OpenAiBackend() {
-  loop_.reset();  // cancels and completes every call, joins the thread
+  loops_.clear();  // cancels and completes every call, joins the threads
   curl_slist_free_all(headers_);
 }
 
@@ -509,11 +516,17 @@ std::shared_ptr<ModelCall> OpenAiBackend::Start(ModelRequest request, ModelCallb
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(kConnectTimeout)));
 
+  // The least busy loop (the first on a tie, so light traffic stays on one loop's warm
+  // connections).
+  Loop* loop = loops_.front().get();
+  for (const std::unique_ptr<Loop>& l : loops_) {
+    if (l->load() < loop->load()) loop = l.get();
+  }
   {
     absl::MutexLock lock(&call->mu_);
-    call->loop_ = loop_.get();
+    call->loop_ = loop;
   }
-  if (!loop_->Submit(call)) {
+  if (!loop->Submit(call)) {
     return fail(absl::CancelledError("model call cancelled: backend shutting down"));
   }
   return call;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -63,7 +64,12 @@ class OpenAiBackend final : public InferenceBackend {
   std::string url_;
   curl_slist* headers_ = nullptr;  // shared, read-only, by every transfer
   bool static_traceparent_ = false;  // a configured `traceparent` header replaces the per-call one
-  std::unique_ptr<Loop> loop_;     // last: destroyed first, completing every call
+  /// kIoLoops event loops, each its own thread, curl multi handle and connection cache; a call
+  /// goes to the least busy. More than one because curl looks for a reusable connection by
+  /// walking every connection its multi handle holds to the host: with thousands of calls in
+  /// flight on one loop that walk was the I/O thread's main cost (bench/concurrency_bench).
+  static constexpr int kIoLoops = 2;
+  std::vector<std::unique_ptr<Loop>> loops_;  // last: destroyed first, completing every call
 };
 
 // RetryAfter() and HttpStatus() read this backend's failure payloads: see inference_backend.h.
