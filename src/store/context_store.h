@@ -123,11 +123,13 @@ struct SessionWrite {
   /// Tool-state changes of this session, applied in the same batch; any version mismatch
   /// rejects the whole write (ABORTED) and nothing is applied.
   std::vector<StateMutation> state;
-  /// false: a write nobody has been told about yet (a turn's opening and intermediate steps),
-  /// committed without waiting for fsync even under Durability::kSync; it becomes durable with
-  /// the next synced write (on RocksDB and PostgreSQL a synced commit flushes the log before
-  /// it). A power loss may drop it; a process crash does not. The write that acknowledges a
-  /// turn is always synced under kSync.
+  /// false: a write no caller has been acknowledged yet (a turn's opening and intermediate
+  /// steps). RocksDB commits it without waiting for fsync even under Durability::kSync; it
+  /// becomes durable with the next synced write (a synced write syncs the WAL before it). An
+  /// agentd crash does not lose it; a power loss may (with the seqs it used: a watcher that saw
+  /// those events may later see others at the same seqs). The PostgreSQL store ignores it and
+  /// commits synchronously (a server crash would lose asynchronous commits). The write that
+  /// acknowledges a turn is always synced under kSync.
   bool sync = true;
 };
 

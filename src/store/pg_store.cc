@@ -351,9 +351,9 @@ absl::Status PostgresStore::CommitSessionWrite(const SessionWrite& write) {
 
   int64_t new_last = 0;
   absl::Status st = pool_->Transaction([&](Conn& c) -> absl::Status {
-    if (!write.sync) {
-      AGENTD_RETURN_IF_ERROR(c.ExecScript("relax commit", "SET LOCAL synchronous_commit = off"));
-    }
+    // SessionWrite::sync = false is not honoured here: an asynchronous commit is lost when the
+    // PostgreSQL server crashes (an OOM kill of any backend restarts it), not only on a power
+    // loss, and a turn's earlier steps may already have been streamed and notified.
     // The row lock serializes writers of this session across every replica.
     AGENTD_ASSIGN_OR_RETURN(const storage::SessionRecord stored,
                             LockLiveSession(c, project_id, session_id, now));
