@@ -417,21 +417,18 @@ async function main() {
   const modelMsBefore = modelMs;
   const requestBytesBefore = requestBytes;
   const loadBefore = st.loadAverage();
-  const before = {
+  // Readings of the machine, this process, the store's server and the mock at one moment.
+  const snapshot = () => ({
     busy: st.systemBusySeconds(),
     self: st.readSelf(),
     server: serverReading(),
     mock: o.mockPid ? st.readProc(o.mockPid) : null,
-  };
+  });
+  const before = snapshot();
   const t0 = performance.now();
   await runClosedLoop(threads, o.turns, samples);
   const wallS = (performance.now() - t0) / 1000;
-  const after = {
-    busy: st.systemBusySeconds(),
-    self: st.readSelf(),
-    server: serverReading(),
-    mock: o.mockPid ? st.readProc(o.mockPid) : null,
-  };
+  const after = snapshot();
   const loadAfter = st.loadAverage();
 
   const steps = samples.length;
