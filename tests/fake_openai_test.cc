@@ -1,6 +1,5 @@
 // Tests of the fake OpenAI-compatible server, driven by libcurl as a real HTTP client.
 #include "testing/fake_openai.h"
-#include "testing/fake_openai_scan.h"
 
 #include <curl/curl.h>
 
@@ -23,7 +22,6 @@ using agentd::testing::FakeMode;
 using agentd::testing::FakeOpenAiServer;
 using agentd::testing::FakeReply;
 using agentd::testing::FakeToolCall;
-using agentd::testing::ScanChatRequest;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -596,34 +594,6 @@ TEST(FakeOpenAiLifetime, DestroyWithRequestsPendingClosesThem) {
   EXPECT_NE(msg->data.result, CURLE_OK);
   curl_multi_remove_handle(multi, t.easy());
   curl_multi_cleanup(multi);
-}
-
-// The benchmark mock's reader: what it finds must agree with a real parse of the same bodies,
-// whatever the client's key order and spacing.
-TEST(FakeOpenAiScan, FindsModelStreamAndLastRoleLikeAParse) {
-  const std::vector<std::string> bodies = {
-      R"({"messages":[{"content":"say \"role\":\"tool\"","role":"user"}],"model":"m1","stream":false})",
-      R"({"model": "m2", "stream": true, "stream_options": {"include_usage": true},
-          "messages": [{"role": "user", "content": "x"},
-                       {"role": "assistant", "content": null, "tool_calls": []},
-                       {"role": "tool", "tool_call_id": "c1", "content": "{\"ok\":1}"}]})",
-      R"({"model":"m3","messages":[{"role":"system","content":"s"}],"stream_options":{"include_usage":false},"stream":true})",
-  };
-  for (const std::string& body : bodies) {
-    const nlohmann::json full = nlohmann::json::parse(body);
-    const nlohmann::json scanned = ScanChatRequest(body);
-    ASSERT_TRUE(scanned.is_object()) << body;
-    EXPECT_EQ(scanned["model"], full["model"]) << body;
-    EXPECT_EQ(scanned.value("stream", false), full.value("stream", false)) << body;
-    EXPECT_EQ(scanned.contains("stream_options"), full.contains("stream_options")) << body;
-    if (full.contains("stream_options")) {
-      EXPECT_EQ(scanned["stream_options"]["include_usage"], full["stream_options"]["include_usage"]);
-    }
-    ASSERT_EQ(scanned["messages"].size(), 1u) << body;
-    EXPECT_EQ(scanned["messages"][0]["role"], full["messages"].back()["role"]) << body;
-  }
-  EXPECT_TRUE(ScanChatRequest("not json").is_discarded());
-  EXPECT_TRUE(ScanChatRequest("").is_discarded());
 }
 
 }  // namespace
