@@ -249,23 +249,30 @@ TEST_F(SessionStateTest, ForkKeepsPendingToolCallsAndForksARunningSession) {
   ASSERT_TRUE(h_.Run(req, &answer).ok());
   EXPECT_EQ(answer.output_text(), "fork done");
 
-  // A session with a turn in flight can be forked at its committed seq.
+  // A session with a turn in flight can be forked at its committed seq. The session shows
+  // RUNNING as soon as the turn starts; its opening events (one write) commit alongside the
+  // model call, so wait until they are in before reading the seq the fork must land on.
+  const int64_t before = GetSession(sid).last_seq();
   h_.scripted().Push({.text = "slow", .delay = absl::Milliseconds(800)});
   std::thread slow([&] {
     v1::TurnResult out;
     EXPECT_TRUE(h_.Send(sid, "slow one", &out).ok());
   });
   v1::Session running;
-  for (int i = 0; i < 200 && running.status() != v1::SESSION_STATUS_RUNNING; ++i) {
+  for (int i = 0; i < 200 && (running.status() != v1::SESSION_STATUS_RUNNING ||
+                              running.last_seq() <= before);
+       ++i) {
     absl::SleepFor(absl::Milliseconds(5));
     running = GetSession(sid);
   }
   ASSERT_EQ(running.status(), v1::SESSION_STATUS_RUNNING);
+  ASSERT_GT(running.last_seq(), before);
   v1::Session mid;
   ASSERT_TRUE(Fork(sid, 0, &mid).ok());
   EXPECT_EQ(mid.fork_seq(), running.last_seq());
   EXPECT_EQ(mid.status(), v1::SESSION_STATUS_IDLE);  // inside a turn
   slow.join();
+  EXPECT_GT(GetSession(sid).last_seq(), mid.fork_seq());  // the slow reply is not in the fork
 }
 
 // ---- Export / import -------------------------------------------------------------------------
