@@ -62,7 +62,7 @@ int EnvInt(const char* name, int fallback) {
 /// waiting until Release() or Open(). Cancel() (deadline, abandoned turn) answers CANCELLED.
 class GateBackend final : public backend::InferenceBackend {
  public:
-  std::shared_ptr<backend::ModelCall> Start(backend::ModelRequest request,
+  std::shared_ptr<backend::ModelCall> Start(const backend::ModelRequest& request,
                                             backend::ModelCallbacks callbacks) override {
     std::string text;
     for (const backend::ChatMessage& m : request.messages) {

@@ -352,7 +352,9 @@ TEST(PowerLossFsTest, KeepsExactlyWhatWasSynced) {
     std::unique_ptr<rocksdb::FSWritableFile> f;
     EXPECT_TRUE(fs.NewWritableFile(dir + "/" + name, rocksdb::FileOptions(), &f, nullptr).ok());
     EXPECT_TRUE(f->Append(data, io, nullptr).ok());
-    if (sync) EXPECT_TRUE(f->Sync(io, nullptr).ok());
+    if (sync) {
+      EXPECT_TRUE(f->Sync(io, nullptr).ok());
+    }
     return f;
   };
   std::unique_ptr<rocksdb::FSDirectory> d;

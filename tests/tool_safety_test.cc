@@ -604,7 +604,9 @@ TEST_F(ToolSafetyTest, ListToolServersShowsSettingsAndHealth) {
   ASSERT_EQ(fake.tools_size(), 5);
   for (const v1::ToolInfo& t : fake.tools()) {
     EXPECT_TRUE(t.allowed());
-    if (t.name() == "slow") EXPECT_EQ(t.timeout_ms(), 200);
+    if (t.name() == "slow") {
+      EXPECT_EQ(t.timeout_ms(), 200);
+    }
   }
   bool saw_weather = false;
   for (const v1::ToolServer& s : resp.servers()) {

@@ -35,7 +35,8 @@ int64_t EstimateTokens(absl::string_view text) {
   return static_cast<int64_t>((text.size() + 3) / 4);
 }
 
-std::shared_ptr<ModelCall> EchoBackend::Start(ModelRequest request, ModelCallbacks callbacks) {
+std::shared_ptr<ModelCall> EchoBackend::Start(const ModelRequest& request,
+                                                   ModelCallbacks callbacks) {
   ModelResponse response;
   int64_t input_tokens = 0;
   for (const ChatMessage& m : request.messages) {

@@ -12,7 +12,7 @@ namespace agentd::backend {
 
 class EchoBackend final : public InferenceBackend {
  public:
-  std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) override;
+  std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override;
 };
 
 /// Rough token estimate used where a backend reports none: ~4 characters per token.

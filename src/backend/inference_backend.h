@@ -82,8 +82,12 @@ class ModelCall {
 class InferenceBackend {
  public:
   virtual ~InferenceBackend() = default;
-  /// Starts one model call. See the file comment for threading.
-  virtual std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) = 0;
+  /// Starts one model call. See the file comment for threading. `request` is the caller's
+  /// and may change once Start() returns or `on_done` has been called: a backend copies (or
+  /// encodes) what it needs before it hands the call off, so a router that retries passes the
+  /// same request again without copying the context.
+  virtual std::shared_ptr<ModelCall> Start(const ModelRequest& request,
+                                           ModelCallbacks callbacks) = 0;
 };
 
 /// Status payload a backend attaches to a retryable failure: how long the provider asked to

@@ -161,8 +161,9 @@ class ModelRouter::RoutedCall final : public ModelCall,
   void StartOn(size_t idx) {
     const ModelSpec& spec = router_->models_.at(chain_[pos_]);
     const Deployment& d = spec.deployments[idx];
-    ModelRequest req = request_;
-    req.model = d.model;
+    // Attempts run one at a time, and a backend reads the request only inside Start(): the
+    // kept request goes to it as is (no copy of the context), named for this deployment.
+    request_.model = d.model;
     ++attempts_;
     ++attempts_on_model_;
     const int64_t attempt = attempts_;
@@ -180,7 +181,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
     };
     std::shared_ptr<InferenceBackend> backend = router_->BackendImpl(d.backend);
     attempt_start_ = std::chrono::steady_clock::now();
-    std::shared_ptr<ModelCall> call = backend->Start(std::move(req), std::move(cb));
+    std::shared_ptr<ModelCall> call = backend->Start(request_, std::move(cb));
     bool cancel_now = false;
     {
       absl::MutexLock lock(&mu_);
@@ -307,7 +308,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
   }
 
   ModelRouter* const router_;
-  const ModelRequest request_;
+  ModelRequest request_;  // .model is rewritten per attempt (StartOn); the rest is fixed
   ModelCallbacks callbacks_;
   std::vector<std::string> chain_;  // the model, then its fallbacks
   size_t pos_ = 0;
@@ -427,7 +428,12 @@ std::vector<DeploymentHealth> ModelRouter::Health() const {
   return out;
 }
 
-std::shared_ptr<ModelCall> ModelRouter::Start(ModelRequest request, ModelCallbacks callbacks) {
+std::shared_ptr<ModelCall> ModelRouter::Start(const ModelRequest& request,
+                                              ModelCallbacks callbacks) {
+  return Start(ModelRequest(request), std::move(callbacks));
+}
+
+std::shared_ptr<ModelCall> ModelRouter::Start(ModelRequest&& request, ModelCallbacks callbacks) {
   if (!models_.count(request.model)) {
     callbacks.on_done(
         absl::InvalidArgumentError(absl::StrCat("model \"", request.model, "\" is not configured")));

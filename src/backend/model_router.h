@@ -112,7 +112,10 @@ class ModelRouter final : public InferenceBackend {
   std::vector<std::string> ModelNames() const;
   std::vector<DeploymentHealth> Health() const;
 
-  std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) override;
+  std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override;
+  /// The same, taking the request over: the router keeps it for retries and fallbacks, so
+  /// a caller that is done with it saves a copy of the whole context.
+  std::shared_ptr<ModelCall> Start(ModelRequest&& request, ModelCallbacks callbacks);
 
  private:
   class RoutedCall;

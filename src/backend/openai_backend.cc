@@ -465,7 +465,8 @@ OpenAiBackend::~OpenAiBackend() {
   curl_slist_free_all(headers_);
 }
 
-std::shared_ptr<ModelCall> OpenAiBackend::Start(ModelRequest request, ModelCallbacks callbacks) {
+std::shared_ptr<ModelCall> OpenAiBackend::Start(const ModelRequest& request,
+                                                   ModelCallbacks callbacks) {
   const absl::Time now = absl::Now();
   const absl::Time deadline = std::min(request.deadline, now + options_.timeout);
   auto call = std::make_shared<Call>(std::move(callbacks), deadline, request.stream);

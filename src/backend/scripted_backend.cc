@@ -59,7 +59,8 @@ size_t ScriptedBackend::pending_replies() const {
   return replies_.size();
 }
 
-std::shared_ptr<ModelCall> ScriptedBackend::Start(ModelRequest request, ModelCallbacks callbacks) {
+std::shared_ptr<ModelCall> ScriptedBackend::Start(const ModelRequest& request,
+                                                   ModelCallbacks callbacks) {
   ScriptedReply reply;
   bool scripted = false;
   {
@@ -71,7 +72,7 @@ std::shared_ptr<ModelCall> ScriptedBackend::Start(ModelRequest request, ModelCal
       scripted = true;
     }
   }
-  if (!scripted) return EchoBackend().Start(std::move(request), std::move(callbacks));
+  if (!scripted) return EchoBackend().Start(request, std::move(callbacks));
 
   absl::StatusOr<ModelResponse> outcome = absl::UnknownError("unset");
   if (!reply.error.ok()) {

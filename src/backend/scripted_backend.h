@@ -38,7 +38,7 @@ class ScriptedBackend final : public InferenceBackend {
   std::vector<ModelRequest> requests() const;
   size_t pending_replies() const;
 
-  std::shared_ptr<ModelCall> Start(ModelRequest request, ModelCallbacks callbacks) override;
+  std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override;
 
  private:
   class Call;
