@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backend/openai_mapping.h"
 #include "runtime/builtin_tools.h"
 #include "runtime/context_builder.h"
 #include "runtime/json_schema.h"
@@ -211,6 +212,53 @@ TEST(PlanContextTest, TheLatestSummaryIsTheBoundaryAndTheHeader) {
   ContextPlan p2 = PlanContext(dropped, Budget(1000));
   EXPECT_THAT(Texts(dropped, p2), ElementsAre("q t4", "a t4", "hello"));
   EXPECT_EQ(RenderContext(v1::Agent(), dropped, p2).size(), 3u);
+}
+
+TEST(RenderContextTest, EarlierEventsAreEncodedOnceAndReleasedWhenTheWindowMovesOn) {
+  Log log;
+  log.Turn("t1", 10);                    // 0..3
+  log.Call("t2", "c1", 10);              // 4 (message), 5 (TOOL_CALL)
+  log.Result("t2", "c1", 10);            // 6
+  log.Message("t3", v1::ROLE_USER, "now \"quoted\"\n", 10);  // 7: the current turn
+  v1::Agent agent;
+  agent.set_instructions("be brief");
+  const LogView view = log.View(7);
+  const ContextPlan plan = PlanContext(view, Budget(0));
+  ASSERT_THAT(plan.included, ElementsAre(1, 2, 4, 6, 7));
+
+  EncodedMessages cache;
+  const std::vector<backend::ChatMessage> first = RenderContext(agent, view, plan, &cache);
+  ASSERT_EQ(first.size(), 6u);
+  EXPECT_EQ(first[0].encoded, nullptr);  // instructions: not an event
+  for (size_t m = 1; m < 5; ++m) {
+    ASSERT_NE(first[m].encoded, nullptr) << m;
+    absl::StatusOr<std::string> fresh = backend::openai::EncodeChatMessage(first[m]);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_EQ(*first[m].encoded, *fresh) << m;
+  }
+  EXPECT_EQ(first[5].encoded, nullptr);  // the current turn's events are encoded per call
+  // The body is the same with and without the kept encodings.
+  backend::ModelRequest with, without;
+  with.messages = first;
+  without.messages = RenderContext(agent, view, plan);
+  EXPECT_EQ(*backend::openai::BuildChatRequestBody(with),
+            *backend::openai::BuildChatRequestBody(without));
+
+  // The next call reuses them (the same objects), and a window that starts later releases the
+  // ones before it.
+  const std::vector<backend::ChatMessage> again = RenderContext(agent, view, plan, &cache);
+  EXPECT_EQ(again[2].encoded.get(), first[2].encoded.get());
+  ContextPlan later = plan;
+  later.included = {4, 6, 7};
+  RenderContext(agent, view, later, &cache);
+  EXPECT_EQ(cache.slots[1], nullptr);
+  EXPECT_EQ(cache.slots[2], nullptr);
+  EXPECT_EQ(cache.slots[4].get(), first[3].encoded.get());
+  EXPECT_EQ(cache.from, 4u);
+  // An event that comes back into a window is encoded again.
+  const std::vector<backend::ChatMessage> back = RenderContext(agent, view, plan, &cache);
+  ASSERT_NE(back[1].encoded, nullptr);
+  EXPECT_EQ(*back[1].encoded, *first[1].encoded);
 }
 
 TEST(PlanCompactionTest, SummarizeListsTheLeavingEventsAndExtendsThePreviousRange) {

@@ -113,6 +113,22 @@ TEST(OpenAiRequestTest, TextIsEscapedExactlyAsNlohmannWouldWriteIt) {
   EXPECT_EQ(parsed["tools"][0]["function"]["description"], "desc \"quoted\"\n");
 }
 
+TEST(OpenAiRequestTest, KeptEncodingsAreCopiedAsIsAndMatchTheFields) {
+  ModelRequest plain = Conversation();
+  ModelRequest kept = Conversation();
+  for (ChatMessage& m : kept.messages) {
+    absl::StatusOr<std::string> e = openai::EncodeChatMessage(m);
+    ASSERT_TRUE(e.ok()) << e.status();
+    m.encoded = std::make_shared<const std::string>(*e);
+  }
+  EXPECT_EQ(*openai::BuildChatRequestBody(kept), *openai::BuildChatRequestBody(plain));
+  // The backend trusts a kept encoding: it is what goes on the wire, not the fields.
+  kept.messages[1].encoded = std::make_shared<const std::string>(R"({"content":"kept","role":"user"})");
+  EXPECT_THAT(*openai::BuildChatRequestBody(kept), HasSubstr(R"({"content":"kept","role":"user"})"));
+  EXPECT_EQ(openai::EncodeChatMessage(Msg(v1::ROLE_UNSPECIFIED, "x")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(OpenAiRequestTest, StreamingAddsUsageOptionAndNoToolsKeyWithoutTools) {
   ModelRequest r;
   r.model = "m";

@@ -34,6 +34,12 @@ struct ChatMessage {
   std::string text;
   std::vector<v1::ToolCall> tool_calls;  // assistant messages
   std::string tool_call_id;              // tool messages
+  /// Optional: this message as a Chat Completions message object, exactly as
+  /// openai::EncodeChatMessage writes it from the fields above. A caller that sends the same
+  /// message in many calls (the turn engine, for a session's earlier events) keeps it, and
+  /// the OpenAI-compatible backend copies it instead of escaping the text again. Other
+  /// backends read the fields above.
+  std::shared_ptr<const std::string> encoded;
 };
 
 struct ToolDefinition {

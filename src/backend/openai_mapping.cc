@@ -153,51 +153,81 @@ const char* RoleName(v1::Role role) {
   }
 }
 
+/// Appends `m` as a Chat Completions message object; false if it has no role.
+bool AppendChatMessage(std::string* out, const ChatMessage& m) {
+  const char* role = RoleName(m.role);
+  if (role == nullptr) return false;
+  out->append("{\"content\":");
+  const bool calls = m.role == v1::ROLE_ASSISTANT && !m.tool_calls.empty();
+  if (calls && m.text.empty()) {
+    out->append("null");
+  } else {
+    common::AppendJsonString(out, m.text);
+  }
+  out->append(",\"role\":\"").append(role).push_back('"');
+  if (m.role == v1::ROLE_TOOL) {
+    out->append(",\"tool_call_id\":");
+    common::AppendJsonString(out, m.tool_call_id);
+  } else if (calls) {
+    out->append(",\"tool_calls\":[");
+    for (size_t c = 0; c < m.tool_calls.size(); ++c) {
+      const v1::ToolCall& tc = m.tool_calls[c];
+      if (c > 0) out->push_back(',');
+      out->append("{\"function\":{\"arguments\":");
+      common::AppendJsonString(out, tc.arguments_json().empty() ? "{}" : tc.arguments_json());
+      out->append(",\"name\":");
+      common::AppendJsonString(out, tc.name());
+      out->append("},\"id\":");
+      common::AppendJsonString(out, tc.id());
+      out->append(",\"type\":\"function\"}");
+    }
+    out->push_back(']');
+  }
+  out->push_back('}');
+  return true;
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> EncodeChatMessage(const ChatMessage& message) {
+  std::string out;
+  out.reserve(message.text.size() + 64);
+  if (!AppendChatMessage(&out, message)) return absl::InvalidArgumentError("message has no role");
+  return out;
+}
 
 absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
   // Written straight into the body (no JSON tree): this runs for every model call, over the
   // whole context window. Keys in sorted order, the way nlohmann::json would dump them; invalid
-  // UTF-8 in user text is replaced rather than thrown on (common/json_text.h).
-  size_t reserve = 256;
-  for (const ChatMessage& m : request.messages) reserve += m.text.size() + 64;
+  // UTF-8 in user text is replaced rather than thrown on (common/json_text.h). A message that
+  // carries its encoding (ChatMessage::encoded) is copied as is.
+  // One allocation for the whole body (a regrowth would copy the context once more): room for
+  // escapes in text that is not encoded yet, and for the tools.
+  size_t reserve = 256 + request.model.size();
+  for (const ChatMessage& m : request.messages) {
+    if (m.encoded != nullptr) {
+      reserve += m.encoded->size() + 1;
+      continue;
+    }
+    reserve += m.text.size() + m.text.size() / 4 + 64 + m.tool_call_id.size();
+    for (const v1::ToolCall& tc : m.tool_calls) {
+      reserve += tc.arguments_json().size() * 5 / 4 + tc.name().size() + tc.id().size() + 96;
+    }
+  }
+  for (const ToolDefinition& t : request.tools) {
+    reserve += t.name.size() + t.description.size() * 5 / 4 + t.parameters_json_schema.size() + 96;
+  }
   std::string out;
   out.reserve(reserve);
   out.append("{\"messages\":[");
   for (size_t i = 0; i < request.messages.size(); ++i) {
     const ChatMessage& m = request.messages[i];
-    const char* role = RoleName(m.role);
-    if (role == nullptr) {
+    if (i > 0) out.push_back(',');
+    if (m.encoded != nullptr) {
+      out.append(*m.encoded);
+    } else if (!AppendChatMessage(&out, m)) {
       return absl::InvalidArgumentError(absl::StrCat("message ", i, " has no role"));
     }
-    if (i > 0) out.push_back(',');
-    out.append("{\"content\":");
-    const bool calls = m.role == v1::ROLE_ASSISTANT && !m.tool_calls.empty();
-    if (calls && m.text.empty()) {
-      out.append("null");
-    } else {
-      common::AppendJsonString(&out, m.text);
-    }
-    out.append(",\"role\":\"").append(role).push_back('"');
-    if (m.role == v1::ROLE_TOOL) {
-      out.append(",\"tool_call_id\":");
-      common::AppendJsonString(&out, m.tool_call_id);
-    } else if (calls) {
-      out.append(",\"tool_calls\":[");
-      for (size_t c = 0; c < m.tool_calls.size(); ++c) {
-        const v1::ToolCall& tc = m.tool_calls[c];
-        if (c > 0) out.push_back(',');
-        out.append("{\"function\":{\"arguments\":");
-        common::AppendJsonString(&out, tc.arguments_json().empty() ? "{}" : tc.arguments_json());
-        out.append(",\"name\":");
-        common::AppendJsonString(&out, tc.name());
-        out.append("},\"id\":");
-        common::AppendJsonString(&out, tc.id());
-        out.append(",\"type\":\"function\"}");
-      }
-      out.push_back(']');
-    }
-    out.push_back('}');
   }
   out.append("],\"model\":");
   common::AppendJsonString(&out, request.model);

@@ -25,6 +25,10 @@ using backend::kRetryAfterPayload;
 /// or a tool whose parameter schema is not a JSON object.
 [[nodiscard]] absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request);
 
+/// One message as the object BuildChatRequestBody writes for it (ChatMessage::encoded is not
+/// consulted); INVALID_ARGUMENT without a role. For callers that keep encodings across calls.
+[[nodiscard]] absl::StatusOr<std::string> EncodeChatMessage(const ChatMessage& message);
+
 /// Parses a non-streaming 2xx response body. `served_by` is left empty. UNAVAILABLE (retryable)
 /// for malformed JSON or empty `choices`; an `error` object in the body maps like an HTTP error.
 [[nodiscard]] absl::StatusOr<ModelResponse> ParseChatResponse(absl::string_view body);

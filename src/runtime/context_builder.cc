@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
+#include "backend/openai_mapping.h"
 
 namespace agentd::runtime {
 
@@ -140,16 +141,34 @@ ContextPlan PlanContext(const LogView& log, const ContextLimits& limits) {
 }
 
 std::vector<backend::ChatMessage> RenderContext(const v1::Agent& agent, const LogView& log,
-                                                const ContextPlan& plan) {
+                                                const ContextPlan& plan,
+                                                EncodedMessages* encoded) {
   std::vector<backend::ChatMessage> messages;
   messages.reserve(plan.included.size() + 2);
   if (!agent.instructions().empty()) {
-    messages.push_back({v1::ROLE_SYSTEM, agent.instructions(), {}, {}});
+    messages.push_back({v1::ROLE_SYSTEM, agent.instructions(), {}, {}, nullptr});
   }
   if (plan.summary != nullptr && !plan.summary->summary().text().empty()) {
-    messages.push_back({v1::ROLE_SYSTEM, kSummaryPrefix + plan.summary->summary().text(), {}, {}});
+    messages.push_back(
+        {v1::ROLE_SYSTEM, kSummaryPrefix + plan.summary->summary().text(), {}, {}, nullptr});
   }
-  for (size_t i : plan.included) messages.push_back(ToChat(log[i]));
+  const size_t earlier = log.current_begin();
+  if (encoded != nullptr) {
+    // Events before the window's first one never come back into it: release their encodings.
+    const size_t first = plan.included.empty() ? earlier : std::min(plan.included.front(), earlier);
+    if (encoded->slots.size() < earlier) encoded->slots.resize(earlier);
+    for (; encoded->from < first; ++encoded->from) encoded->slots[encoded->from].reset();
+  }
+  for (size_t i : plan.included) {
+    backend::ChatMessage& m = messages.emplace_back(ToChat(log[i]));
+    if (encoded == nullptr || i >= earlier) continue;
+    std::shared_ptr<const std::string>& slot = encoded->slots[i];
+    if (slot == nullptr) {
+      absl::StatusOr<std::string> text = backend::openai::EncodeChatMessage(m);
+      if (text.ok()) slot = std::make_shared<const std::string>(*std::move(text));
+    }
+    m.encoded = slot;
+  }
   return messages;
 }
 

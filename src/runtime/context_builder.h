@@ -6,6 +6,7 @@
 // event; so the work per model step is proportional to the window, not to the session's length.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,10 +64,22 @@ struct ContextPlan {
 /// The window for the next model call. See the file comment for the cost.
 ContextPlan PlanContext(const LogView& log, const ContextLimits& limits);
 
+/// Chat Completions encodings of a log's earlier events (LogView indices below
+/// current_begin()), kept by the owner of the log across model calls. Slots below `from` were
+/// released when the window moved past them (an event that comes back into a window, as after
+/// the agent's budget grows, is simply encoded again).
+struct EncodedMessages {
+  std::vector<std::shared_ptr<const std::string>> slots;
+  size_t from = 0;
+};
+
 /// Instructions (a system message), the summary (a system message, if it has text), then the
-/// planned events: MESSAGE and TOOL_RESULT events as chat messages.
+/// planned events: MESSAGE and TOOL_RESULT events as chat messages. With `encoded`, the
+/// earlier turns' messages also carry their encoding (ChatMessage::encoded), made once and kept
+/// there; encodings of events before the window are dropped.
 std::vector<backend::ChatMessage> RenderContext(const v1::Agent& agent, const LogView& log,
-                                                const ContextPlan& plan);
+                                                const ContextPlan& plan,
+                                                EncodedMessages* encoded = nullptr);
 
 /// The whole unbounded context of `history` + `current` (events of failed turns left out).
 std::vector<backend::ChatMessage> BuildContext(const v1::Agent& agent,

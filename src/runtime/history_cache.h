@@ -16,12 +16,16 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "agentd/v1/common.pb.h"
+#include "runtime/context_builder.h"
 
 namespace agentd::runtime {
 
 struct SessionHistory {
   int64_t last_seq = 0;
   std::vector<v1::Event> events;  // seq 1..last_seq, in order
+  /// Chat Completions encodings of events (by index) that were in a model context, kept so
+  /// each is encoded once (RenderContext; null = not encoded, or left the window for good).
+  EncodedMessages encoded;
 };
 
 class HistoryCache {

@@ -83,7 +83,7 @@ void Turn::CallModel() {
   const LogView log = Log();
   backend::ModelRequest req;
   req.model = model_;
-  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_));
+  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_), &history_->encoded);
   req.tools = tool_defs_;
   req.deadline = deadline_;
   req.stream = observer_->WantsDeltas();
