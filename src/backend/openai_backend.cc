@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "backend/openai_mapping.h"
 #include "backend/sse_parser.h"
+#include "common/thread_name.h"
 #include "metrics/trace_context.h"
 
 namespace agentd::backend {
@@ -309,6 +310,7 @@ void OpenAiBackend::Loop::ReapDone() {
 }
 
 void OpenAiBackend::Loop::Run() {
+  NameThisThread("agentd-openai");
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
   int running = 0;
