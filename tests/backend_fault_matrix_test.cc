@@ -307,6 +307,12 @@ TEST_F(FaultMatrixTest, SingleToolCallRoundTripOverTheWire) {
   EXPECT_EQ(b0["tools"][0]["type"], "function");
   EXPECT_EQ(b0["tools"][0]["function"]["name"], "get_weather");
   json b1 = json::parse(bodies[1]);
+  // The first turn's messages come from the session's kept encodings: byte for byte what
+  // encoding them afresh (nlohmann's dump of the same document) gives.
+  EXPECT_EQ(bodies[1], b1.dump());
+  const json* user = FindMessage(b1, "user");
+  ASSERT_NE(user, nullptr) << b1.dump();
+  EXPECT_EQ((*user)["content"], "weather in Paris?");
   const json* assistant = FindMessage(b1, "assistant");
   ASSERT_NE(assistant, nullptr) << b1.dump();
   ASSERT_EQ((*assistant)["tool_calls"].size(), 1u) << b1.dump();

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "backend/echo_backend.h"
 #include "backend/model_router.h"
 #include "backend/scripted_backend.h"
 
@@ -238,6 +239,28 @@ TEST_F(RouterTest, ValidateRejectsUnknownAndSelfFallbacks) {
   ModelRouter r2;
   ASSERT_TRUE(r2.AddModel({"self", {{"echo", "echo", 1}}, {"self"}}).ok());
   EXPECT_EQ(r2.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
+/// Answers like echo, and says it sends kept message encodings (as the OpenAI backend does).
+class EncodingBackend final : public InferenceBackend {
+ public:
+  std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override {
+    return EchoBackend().Start(request, std::move(callbacks));
+  }
+  bool UsesEncodedMessages() const override { return true; }
+};
+
+TEST_F(RouterTest, AModelUsesEncodedMessagesIfAnyDeploymentOrFallbackSendsThem) {
+  ASSERT_TRUE(router_->RegisterBackend("wire", std::make_shared<EncodingBackend>()).ok());
+  ASSERT_TRUE(router_->AddModel({"direct", {{"a", "x", 1}, {"wire", "x", 1}}, {}}).ok());
+  ASSERT_TRUE(router_->AddModel({"plain", {{"a", "x", 1}}, {}}).ok());
+  ASSERT_TRUE(router_->AddModel({"falls", {{"b", "x", 1}}, {"direct"}}).ok());
+  ASSERT_TRUE(router_->Validate().ok());
+  EXPECT_TRUE(router_->ModelUsesEncodedMessages("direct"));
+  EXPECT_TRUE(router_->ModelUsesEncodedMessages("falls"));
+  EXPECT_FALSE(router_->ModelUsesEncodedMessages("plain"));
+  EXPECT_FALSE(router_->ModelUsesEncodedMessages("echo"));
+  EXPECT_FALSE(router_->ModelUsesEncodedMessages("ghost"));
 }
 
 }  // namespace

@@ -94,6 +94,9 @@ class InferenceBackend {
   /// same request again without copying the context.
   virtual std::shared_ptr<ModelCall> Start(const ModelRequest& request,
                                            ModelCallbacks callbacks) = 0;
+  /// True if this backend sends ChatMessage::encoded when a message carries it (so callers
+  /// that could keep encodings know they are worth making).
+  virtual bool UsesEncodedMessages() const { return false; }
 };
 
 /// Status payload a backend attaches to a retryable failure: how long the provider asked to

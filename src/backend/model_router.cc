@@ -394,6 +394,24 @@ absl::Status ModelRouter::Validate() const {
 
 bool ModelRouter::HasModel(const std::string& model) const { return models_.count(model) > 0; }
 
+bool ModelRouter::ModelUsesEncodedMessages(const std::string& model) const {
+  auto it = models_.find(model);
+  if (it == models_.end()) return false;
+  std::vector<const ModelSpec*> chain = {&it->second};
+  for (const std::string& f : it->second.fallback) {
+    auto fit = models_.find(f);
+    if (fit != models_.end()) chain.push_back(&fit->second);
+  }
+  absl::MutexLock lock(&mu_);
+  for (const ModelSpec* spec : chain) {
+    for (const Deployment& d : spec->deployments) {
+      auto b = backends_.find(d.backend);
+      if (b != backends_.end() && b->second.impl->UsesEncodedMessages()) return true;
+    }
+  }
+  return false;
+}
+
 double ModelRouter::Cost(const std::string& model, int64_t input_tokens,
                          int64_t output_tokens) const {
   auto it = models_.find(model);

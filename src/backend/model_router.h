@@ -101,6 +101,9 @@ class ModelRouter final : public InferenceBackend {
 
   /// True if `model` is a configured model name (or `echo`).
   bool HasModel(const std::string& model) const;
+  /// True if a call to `model` may reach a backend that sends ChatMessage::encoded (one of its
+  /// deployments or of its fallbacks' is such a backend).
+  bool ModelUsesEncodedMessages(const std::string& model) const;
   /// The configured context window of `model` in tokens (0 = not configured or unknown model).
   int64_t ContextWindow(const std::string& model) const {
     auto it = models_.find(model);

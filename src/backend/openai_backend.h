@@ -53,6 +53,7 @@ class OpenAiBackend final : public InferenceBackend {
   /// Thread-safe; never blocks on the network. The returned handle's Cancel() is thread-safe,
   /// may race with completion, and is a no-op after on_done (even after the backend is gone).
   std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override;
+  bool UsesEncodedMessages() const override { return true; }
 
   const OpenAiBackendOptions& options() const { return options_; }
 

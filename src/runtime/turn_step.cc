@@ -83,7 +83,10 @@ void Turn::CallModel() {
   const LogView log = Log();
   backend::ModelRequest req;
   req.model = model_;
-  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_), &history_->encoded);
+  // Encodings are kept only for models that send them (not for echo, say).
+  EncodedMessages* keep =
+      deps_.router->ModelUsesEncodedMessages(model_) ? &history_->encoded : nullptr;
+  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_), keep);
   req.tools = tool_defs_;
   req.deadline = deadline_;
   req.stream = observer_->WantsDeltas();
