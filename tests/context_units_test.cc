@@ -259,6 +259,10 @@ TEST(RenderContextTest, EarlierEventsAreEncodedOnceAndReleasedWhenTheWindowMoves
   const std::vector<backend::ChatMessage> back = RenderContext(agent, view, plan, &cache);
   ASSERT_NE(back[1].encoded, nullptr);
   EXPECT_EQ(*back[1].encoded, *first[1].encoded);
+  EXPECT_EQ(cache.from, 1u);  // and released again when the window moves past it once more
+  RenderContext(agent, view, later, &cache);
+  EXPECT_EQ(cache.slots[1], nullptr);
+  EXPECT_EQ(cache.slots[2], nullptr);
 }
 
 TEST(PlanCompactionTest, SummarizeListsTheLeavingEventsAndExtendsThePreviousRange) {

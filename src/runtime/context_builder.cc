@@ -157,7 +157,8 @@ std::vector<backend::ChatMessage> RenderContext(const v1::Agent& agent, const Lo
     // Events before the window's first one never come back into it: release their encodings.
     const size_t first = plan.included.empty() ? earlier : std::min(plan.included.front(), earlier);
     if (encoded->slots.size() < earlier) encoded->slots.resize(earlier);
-    for (; encoded->from < first; ++encoded->from) encoded->slots[encoded->from].reset();
+    for (size_t i = encoded->from; i < first; ++i) encoded->slots[i].reset();
+    encoded->from = first;  // back with the window too, so what comes back is released again
   }
   for (size_t i : plan.included) {
     backend::ChatMessage& m = messages.emplace_back(ToChat(log[i]));

@@ -65,9 +65,10 @@ struct ContextPlan {
 ContextPlan PlanContext(const LogView& log, const ContextLimits& limits);
 
 /// Chat Completions encodings of a log's earlier events (LogView indices below
-/// current_begin()), kept by the owner of the log across model calls. Slots below `from` were
-/// released when the window moved past them (an event that comes back into a window, as after
-/// the agent's budget grows, is simply encoded again).
+/// current_begin()), kept by the owner of the log across model calls. Slots below `from` (where
+/// the last window began) are empty: released when the window moved past them. An event that
+/// comes back into a window, as after the agent's budget grows, is encoded again and released
+/// again once the window moves past it.
 struct EncodedMessages {
   std::vector<std::shared_ptr<const std::string>> slots;
   size_t from = 0;

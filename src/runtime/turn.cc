@@ -200,6 +200,7 @@ absl::Status Turn::Prepare() {
   if (!deps_.router->HasModel(model_)) {
     return absl::InvalidArgumentError(absl::StrCat("model \"", model_, "\" is not configured"));
   }
+  keep_encodings_ = deps_.router->ModelUsesEncodedMessages(model_);
   max_steps_ = agent_.max_steps_per_turn() > 0 ? agent_.max_steps_per_turn() : deps_.default_max_steps;
   AGENTD_RETURN_IF_ERROR(PrepareAgent());
 

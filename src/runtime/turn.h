@@ -221,6 +221,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   storage::SessionRecord record_;
   v1::Agent agent_;
   std::string model_;
+  bool keep_encodings_ = false;  // model_ can reach a backend that sends kept encodings
   absl::flat_hash_map<std::string, v1::ToolSpec> tools_;
   absl::flat_hash_map<std::string, JsonSchema> arg_schemas_;  // by tool name
   // Gateway tools of this turn, by the name the model sees (tools_ holds their expanded specs).

@@ -84,9 +84,8 @@ void Turn::CallModel() {
   backend::ModelRequest req;
   req.model = model_;
   // Encodings are kept only for models that send them (not for echo, say).
-  EncodedMessages* keep =
-      deps_.router->ModelUsesEncodedMessages(model_) ? &history_->encoded : nullptr;
-  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_), keep);
+  req.messages = RenderContext(agent_, log, PlanContext(log, context_limits_),
+                               keep_encodings_ ? &history_->encoded : nullptr);
   req.tools = tool_defs_;
   req.deadline = deadline_;
   req.stream = observer_->WantsDeltas();
