@@ -30,16 +30,10 @@ class ModelRouter::RoutedCall final : public ModelCall,
                                       public std::enable_shared_from_this<RoutedCall> {
  public:
   RoutedCall(ModelRouter* router, ModelRequest request, ModelCallbacks callbacks)
-      : router_(router), request_(std::move(request)), callbacks_(std::move(callbacks)) {
-    std::vector<std::string> chain = {request_.model};
-    auto it = router_->models_.find(request_.model);
-    if (it != router_->models_.end()) {
-      for (const std::string& f : it->second.fallback) {
-        if (std::find(chain.begin(), chain.end(), f) == chain.end()) chain.push_back(f);
-      }
-    }
-    chain_ = std::move(chain);
-  }
+      : router_(router),
+        request_(std::move(request)),
+        callbacks_(std::move(callbacks)),
+        chain_(router_->Chain(request_.model)) {}
 
   void Attempt() {
     obs::ContextScope log_scope(request_.context.get());  // also on timer threads
@@ -394,17 +388,24 @@ absl::Status ModelRouter::Validate() const {
 
 bool ModelRouter::HasModel(const std::string& model) const { return models_.count(model) > 0; }
 
-bool ModelRouter::ModelUsesEncodedMessages(const std::string& model) const {
+std::vector<std::string> ModelRouter::Chain(const std::string& model) const {
+  std::vector<std::string> chain = {model};
   auto it = models_.find(model);
-  if (it == models_.end()) return false;
-  std::vector<const ModelSpec*> chain = {&it->second};
-  for (const std::string& f : it->second.fallback) {
-    auto fit = models_.find(f);
-    if (fit != models_.end()) chain.push_back(&fit->second);
+  if (it != models_.end()) {
+    for (const std::string& f : it->second.fallback) {
+      if (std::find(chain.begin(), chain.end(), f) == chain.end()) chain.push_back(f);
+    }
   }
+  return chain;
+}
+
+bool ModelRouter::ModelUsesEncodedMessages(const std::string& model) const {
+  if (!models_.count(model)) return false;
   absl::MutexLock lock(&mu_);
-  for (const ModelSpec* spec : chain) {
-    for (const Deployment& d : spec->deployments) {
+  for (const std::string& name : Chain(model)) {
+    auto spec = models_.find(name);
+    if (spec == models_.end()) continue;
+    for (const Deployment& d : spec->second.deployments) {
       auto b = backends_.find(d.backend);
       if (b != backends_.end() && b->second.impl->UsesEncodedMessages()) return true;
     }

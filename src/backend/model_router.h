@@ -122,6 +122,8 @@ class ModelRouter final : public InferenceBackend {
 
  private:
   class RoutedCall;
+  /// `model`, then its fallbacks in order, each once: the models a call to it may try.
+  std::vector<std::string> Chain(const std::string& model) const;
   struct Backend {
     std::shared_ptr<InferenceBackend> impl;
     BackendLimits limits;
