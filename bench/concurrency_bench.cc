@@ -43,6 +43,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <functional>
 #include <memory>
@@ -94,9 +95,9 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-/// utime + stime of another process (the fake child), from /proc/PID/stat; 0 if unreadable.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+/// utime + stime from a /proc stat file (a process's or a thread's); 0 if unreadable.
+double StatCpuSeconds(const std::string& path) {
+  std::ifstream in(path);
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos) return 0;
@@ -108,6 +109,29 @@ double ProcessCpuSeconds(pid_t pid) {
     if (i == 15) stime = std::atof(f.c_str());
   }
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// utime + stime of another process (the fake child); 0 if unreadable.
+double ProcessCpuSeconds(pid_t pid) {
+  return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
+}
+
+/// CPU seconds of this process's live threads, summed by thread name (agentd names its own:
+/// agentd-turn, agentd-openai, …; gRPC's are grpc_global_tim, default-executo, …).
+std::map<std::string, double> CpuByThreadName() {
+  std::map<std::string, double> out;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return out;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string task = std::string("/proc/self/task/") + e->d_name;
+    std::ifstream comm(task + "/comm");
+    std::string name;
+    if (!std::getline(comm, name)) continue;
+    out[name] += StatCpuSeconds(task + "/stat");
+  }
+  closedir(dir);
+  return out;
 }
 
 int ThreadCount() {
@@ -500,6 +524,8 @@ struct Result {
   double fake_cpu_s = 0;        // the child
   double other_load_cores = 0;  // cores other processes kept busy during the run
   double load_before = 0, load_after = 0;
+  // CPU seconds during the run by thread name (threads that ended during the run are missing).
+  std::map<std::string, double> cpu_by_thread;
 };
 
 std::string Opt(const std::optional<double>& v, const char* fmt) {
@@ -522,6 +548,16 @@ void PrintTable(const Result& r) {
               r.rss_peak_mib, r.turns > 0 ? r.cpu_s * 1000 / r.turns : 0, r.other_load_cores);
 }
 
+std::string ByThreadJson(const Result& r) {
+  std::string out;
+  for (const auto& [name, cpu] : r.cpu_by_thread) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%s\"%s\":%.3f", out.empty() ? "" : ",", name.c_str(), cpu);
+    out += buf;
+  }
+  return out;
+}
+
 void PrintJson(const Result& r) {
   std::printf(
       "RESULT {\"bench\":\"concurrency\",\"turns\":%d,\"latency_ms\":%d,\"channels\":%d,"
@@ -533,7 +569,7 @@ void PrintJson(const Result& r) {
       "\"rss_peak_mib\":%.1f,\"vmhwm_mib\":%.1f,\"ru_maxrss_mib\":%.1f,\"fds_before\":%d,"
       "\"fds_peak\":%d,\"setup_s\":%.3f,\"create_sessions_s\":%.3f,\"process_cpu_s\":%.3f,\"process_cpu_ms_per_turn\":%.3f,"
       "\"fake_cpu_s\":%.3f,\"other_load_cores\":%.2f,\"loadavg_1m_before\":%.2f,"
-      "\"loadavg_1m_after\":%.2f}\n",
+      "\"loadavg_1m_after\":%.2f,\"cpu_s_by_thread\":{%s}}\n",
       r.turns, r.latency_ms, r.channels, r.durability.c_str(), r.deadlock_detection.c_str(),
       r.completed, r.errors, r.wall_s,
       r.issue_s, r.issue_cpu_s, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms,
@@ -541,7 +577,7 @@ void PrintJson(const Result& r) {
       r.fake_max_in_flight, r.fake_requests, r.threads_start, r.threads_before, r.threads_peak,
       r.threads_after, r.rss_before_mib, r.rss_peak_mib, r.vmhwm_mib, r.maxrss_mib, r.fds_before,
       r.fds_peak, r.setup_s, r.create_sessions_s, r.cpu_s, r.turns > 0 ? r.cpu_s * 1000 / r.turns : 0, r.fake_cpu_s,
-      r.other_load_cores, r.load_before, r.load_after);
+      r.other_load_cores, r.load_before, r.load_after, ByThreadJson(r).c_str());
 }
 
 }  // namespace
@@ -710,11 +746,16 @@ int main(int argc, char** argv) {
     const double cpu0 = CpuSeconds();
     const double child_cpu0 = ProcessCpuSeconds(fake->pid());
     const double busy0 = SystemBusySeconds();
+    const std::map<std::string, double> by_thread0 = CpuByThreadName();
 
     auto calls = FireTurns(stubs, *sessions, &t0, &t_issued, &r.issue_cpu_s,
                            [&sampler](Clock::time_point t) { sampler.Arm(t); });
     const Clock::time_point t_end = Clock::now();
     r.cpu_s = CpuSeconds() - cpu0;
+    for (const auto& [name, cpu] : CpuByThreadName()) {
+      auto before = by_thread0.find(name);
+      r.cpu_by_thread[name] = cpu - (before == by_thread0.end() ? 0 : before->second);
+    }
     r.fake_cpu_s = ProcessCpuSeconds(fake->pid()) - child_cpu0;
     const double other = SystemBusySeconds() - busy0 - r.cpu_s - r.fake_cpu_s;
     r.other_load_cores = std::max(0.0, other / Seconds(t_end - t0));
@@ -788,6 +829,11 @@ int main(int argc, char** argv) {
       r.threads_after, r.rss_before_mib, r.rss_peak_mib, r.vmhwm_mib, r.fds_before, r.fds_peak,
       r.issue_cpu_s, r.fake_cpu_s, r.setup_s, turns + warmup, kCreateWindow, r.create_sessions_s,
       r.deadlock_detection.c_str());
+  std::printf("cpu by thread during the run (s; agentd's threads, gRPC's of both sides, the bench's):");
+  for (const auto& [name, cpu] : r.cpu_by_thread) {
+    if (cpu >= 0.005) std::printf(" %s %.2f", name.c_str(), cpu);
+  }
+  std::printf("\n");
   std::printf("targets: wall < %.0f s: %s; errors 0: %s; VmHWM < %.0f MiB: %s; threads during the "
               "run: %+d\n",
               kTargetWallS, r.wall_s < kTargetWallS ? "met" : "NOT met",

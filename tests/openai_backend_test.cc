@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <algorithm>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -249,6 +250,35 @@ TEST_F(OpenAiBackendTest, ConnectionsAreReused) {
   }
   ASSERT_EQ(after_first.size(), 1u);  // kept alive after the first call...
   EXPECT_EQ(ClientConnectionsTo(server_.port()), after_first);  // ...and the same one reused
+}
+
+// Calls in flight together each need a connection of their own (HTTP/1.1); when every pooled
+// one is busy the backend skips curl's search for a free one (FRESH_CONNECT). A later wave must
+// still reuse the connections the first left idle: no new ones, none dropped.
+TEST_F(OpenAiBackendTest, ConcurrentCallsOpenOneConnectionEachAndALaterWaveReusesThem) {
+  constexpr int kWave = 6;
+  FakeReply slow;
+  slow.latency_ms = 300;  // long enough that the whole wave is in flight at once
+  server_.SetDefault(slow);
+  OpenAiBackend backend(Opts(server_));
+  std::vector<std::string> after_first;
+  for (int wave = 0; wave < 2; ++wave) {
+    SCOPED_TRACE(wave);
+    std::vector<std::shared_ptr<Probe>> probes;
+    for (int i = 0; i < kWave; ++i) {
+      probes.push_back(std::make_shared<Probe>());
+      backend.Start(Req(i % 2 == 0), Callbacks(probes.back()));
+    }
+    for (const auto& p : probes) ASSERT_TRUE(p->Wait().ok());
+    std::vector<std::string> open = ClientConnectionsTo(server_.port());
+    std::sort(open.begin(), open.end());
+    if (wave == 0) {
+      EXPECT_EQ(open.size(), static_cast<size_t>(kWave));
+      after_first = open;
+    } else {
+      EXPECT_EQ(open, after_first);
+    }
+  }
 }
 
 TEST_F(OpenAiBackendTest, StartFromInsideOnDone) {

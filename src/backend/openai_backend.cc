@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -128,7 +129,8 @@ class OpenAiBackend::Call final : public ModelCall, public std::enable_shared_fr
 // with thousands of slow model calls open that is the difference between idle and busy.
 class OpenAiBackend::Loop {
  public:
-  explicit Loop(const OpenAiBackendOptions* options) : options_(options) {
+  Loop(const OpenAiBackendOptions* options, bool plain_http)
+      : options_(options), plain_http_(plain_http) {
     multi_ = curl_multi_init();
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -217,6 +219,18 @@ class OpenAiBackend::Loop {
     return 0;
   }
 
+  // curl: open / close a connection's socket. Counting them tells the loop whether any pooled
+  // connection can be idle (see DrainQueues). Close-on-exec: tool subprocesses inherit none.
+  static curl_socket_t OnOpenSocket(void* userp, curlsocktype, curl_sockaddr* address) {
+    const int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd >= 0) ++static_cast<Loop*>(userp)->open_sockets_;
+    return fd >= 0 ? fd : CURL_SOCKET_BAD;
+  }
+  static int OnCloseSocket(void* userp, curl_socket_t s) {
+    --static_cast<Loop*>(userp)->open_sockets_;
+    return close(s);
+  }
+
   // curl: call socket_action(CURL_SOCKET_TIMEOUT) after `timeout_ms` (-1: no timer).
   static int OnTimer(CURLM*, long timeout_ms, void* userp) {
     auto* loop = static_cast<Loop*>(userp);
@@ -226,6 +240,9 @@ class OpenAiBackend::Loop {
   }
 
   const OpenAiBackendOptions* options_;
+  // The backend's URL is http:// (HTTP/1.1, one transfer per connection; https may multiplex
+  // HTTP/2 streams over one connection, so open sockets say nothing about idle ones there).
+  const bool plain_http_;
   CURLM* multi_ = nullptr;
   int epoll_ = -1;
   int wake_ = -1;  // eventfd: Submit/RequestCancel/stop wake the I/O thread
@@ -236,6 +253,8 @@ class OpenAiBackend::Loop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int> load_{0};
   std::unordered_map<Call*, std::shared_ptr<Call>> active_;  // I/O thread only
+  std::vector<std::pair<Call*, CURLcode>> done_;  // ReapDone's scratch; I/O thread only
+  int64_t open_sockets_ = 0;  // connections' sockets curl opened and has not closed; I/O thread
   absl::flat_hash_set<curl_socket_t> watched_;               // I/O thread only: in epoll_
   std::thread thread_;
 };
@@ -274,7 +293,20 @@ bool OpenAiBackend::Loop::DrainQueues() {
   for (std::shared_ptr<Call>& call : incoming) {
     if (stopping) {
       Finish(call, absl::CancelledError("model call cancelled: backend shutting down"));
-    } else if (CURLMcode rc = curl_multi_add_handle(multi_, call->easy_); rc != CURLM_OK) {
+      continue;
+    }
+    CURL* easy = call->easy_;
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &Loop::OnOpenSocket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, this);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &Loop::OnCloseSocket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, this);
+    // Over HTTP/1.1 every call in flight holds a connection of its own. When every open one is
+    // taken (by the calls in flight, including those added just before this one), none can be
+    // reused, and curl's search for one walks all the connections it holds to the host: O(calls
+    // in flight) per call, most of the I/O thread's time with thousands in flight. Skip it.
+    const bool none_idle = open_sockets_ <= static_cast<int64_t>(active_.size());
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, plain_http_ && none_idle ? 1L : 0L);
+    if (CURLMcode rc = curl_multi_add_handle(multi_, easy); rc != CURLM_OK) {
       Finish(call, absl::InternalError(
                        absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(rc))));
     } else {
@@ -294,12 +326,17 @@ bool OpenAiBackend::Loop::DrainQueues() {
 }
 
 void OpenAiBackend::Loop::ReapDone() {
+  // Read every message before removing any handle: curl_multi_remove_handle searches the unread
+  // messages for the handle's, so removing as we read costs O(done²) when many finish together.
+  done_.clear();
   int queued = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
     if (msg->msg != CURLMSG_DONE) continue;
     Call* raw = nullptr;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
-    const CURLcode code = msg->data.result;  // `msg` dies with the removal below
+    done_.emplace_back(raw, msg->data.result);  // `msg` dies with the handle's removal
+  }
+  for (const auto& [raw, code] : done_) {
     auto it = active_.find(raw);
     if (it == active_.end()) continue;
     std::shared_ptr<Call> call = it->second;
@@ -465,7 +502,10 @@ OpenAiBackend::OpenAiBackend(OpenAiBackendOptions options) : options_(std::move(
   }
   for (const auto& [unused, line] : lower) headers_ = curl_slist_append(headers_, line.c_str());
   static_traceparent_ = lower.count("traceparent") > 0;  // the operator's explicit choice wins
-  for (int i = 0; i < kIoLoops; ++i) loops_.push_back(std::make_unique<Loop>(&options_));
+  const bool plain_http = absl::StartsWithIgnoreCase(url_, "http://");
+  for (int i = 0; i < kIoLoops; ++i) {
+    loops_.push_back(std::make_unique<Loop>(&options_, plain_http));
+  }
 }
 
 OpenAiBackend::~OpenAiBackend() {
