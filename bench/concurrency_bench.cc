@@ -598,6 +598,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--warmup", warmup, "turns run (concurrently, own sessions) before measuring (default 64)")
       ->check(CLI::Range(0, 10000));
+  int turn_threads = agentd::server::Config{}.turn_threads;
+  app.add_option("--turn-threads", turn_threads, "agentd's turn_threads (default: agentd's)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--durability", durability, "sync|relaxed (default sync)")
       ->check(CLI::IsMember({"sync", "relaxed"}));
   std::string deadlock_detection = "default";
@@ -653,6 +656,7 @@ int main(int argc, char** argv) {
     cfg.listen = "127.0.0.1:0";
     cfg.data_dir = data_dir;
     cfg.durability = durability;
+    cfg.turn_threads = turn_threads;
     server_options.bootstrap_key = kBenchKey;
     agentd::server::BackendConfig b;
     b.name = "fake";

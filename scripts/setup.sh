@@ -7,6 +7,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libspdlog-dev libfmt-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libevent-dev
+  libjemalloc-dev  # agentd allocates through jemalloc (CMake option AGENTD_JEMALLOC)
   python3 python3-grpcio python3-protobuf python3-pytest
   openssl  # the openssl CLI: tls_test makes its certificates with it
   json-schema-test-suite  # json_schema_test runs its draft 7 cases
