@@ -424,7 +424,7 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   v1::Session* s = record_.mutable_session();
   s->set_last_seq(next_seq_ - 1);
   *s->mutable_update_time() = NowProto();
-  w.record = record_;
+  w.record = std::move(record_);  // moved back right after the commit, whatever its outcome
   if (idem != nullptr && !idempotency_key.empty()) {
     w.idempotency_key = idempotency_key;
     w.idempotency = *idem;
@@ -438,6 +438,7 @@ absl::Status Turn::Commit(bool final_write, const std::string& idempotency_key,
   const std::string key = EventHub::Key(project_id_, request_.session_id());
   const auto commit_start = std::chrono::steady_clock::now();
   absl::Status st = deps_.store->CommitSessionWrite(w);
+  record_ = std::move(w.record);
   if (deps_.metrics != nullptr) deps_.metrics->StoreCommit(metrics::SecondsSince(commit_start));
   if (!st.ok()) {
     deps_.history->Erase(key);
