@@ -51,6 +51,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench_util.h"
@@ -116,10 +117,10 @@ double ProcessCpuSeconds(pid_t pid) {
   return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
 }
 
-/// CPU seconds of this process's live threads, summed by thread name (agentd names its own:
-/// agentd-turn, agentd-openai, …; gRPC's are grpc_global_tim, default-executo, …).
-std::map<std::string, double> CpuByThreadName() {
-  std::map<std::string, double> out;
+/// Name and CPU seconds of each live thread of this process, by thread id (agentd names its
+/// own: agentd-turn, agentd-openai, …; gRPC's are grpc_global_tim, default-executo, …).
+std::map<std::string, std::pair<std::string, double>> CpuByThread() {
+  std::map<std::string, std::pair<std::string, double>> out;
   DIR* dir = opendir("/proc/self/task");
   if (dir == nullptr) return out;
   while (dirent* e = readdir(dir)) {
@@ -128,7 +129,7 @@ std::map<std::string, double> CpuByThreadName() {
     std::ifstream comm(task + "/comm");
     std::string name;
     if (!std::getline(comm, name)) continue;
-    out[name] += StatCpuSeconds(task + "/stat");
+    out[e->d_name] = {name, StatCpuSeconds(task + "/stat")};
   }
   closedir(dir);
   return out;
@@ -750,15 +751,17 @@ int main(int argc, char** argv) {
     const double cpu0 = CpuSeconds();
     const double child_cpu0 = ProcessCpuSeconds(fake->pid());
     const double busy0 = SystemBusySeconds();
-    const std::map<std::string, double> by_thread0 = CpuByThreadName();
+    const auto by_thread0 = CpuByThread();
 
     auto calls = FireTurns(stubs, *sessions, &t0, &t_issued, &r.issue_cpu_s,
                            [&sampler](Clock::time_point t) { sampler.Arm(t); });
     const Clock::time_point t_end = Clock::now();
     r.cpu_s = CpuSeconds() - cpu0;
-    for (const auto& [name, cpu] : CpuByThreadName()) {
-      auto before = by_thread0.find(name);
-      r.cpu_by_thread[name] = cpu - (before == by_thread0.end() ? 0 : before->second);
+    // Per thread, then summed by name (a thread that started during the run counts from 0).
+    for (const auto& [tid, name_cpu] : CpuByThread()) {
+      auto before = by_thread0.find(tid);
+      const double cpu0 = before == by_thread0.end() ? 0 : before->second.second;
+      r.cpu_by_thread[name_cpu.first] += std::max(0.0, name_cpu.second - cpu0);
     }
     r.fake_cpu_s = ProcessCpuSeconds(fake->pid()) - child_cpu0;
     const double other = SystemBusySeconds() - busy0 - r.cpu_s - r.fake_cpu_s;

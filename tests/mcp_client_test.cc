@@ -240,7 +240,6 @@ TEST(McpRegistryResults, TruncationIsVisibleAndKeepsUtf8Whole) {
 TEST(McpRegistryResults, RegistryCallTruncatesAndLabelsResults) {
   FakeMcpServer server({});
   McpRegistryOptions o;
-  o.max_result_bytes = 1024;
   o.servers.push_back({"fake", server.url(), {{"Authorization", kSecret}}, absl::Seconds(5), {}});
   ToolGatewayOptions go;
   go.max_result_bytes = 1024;

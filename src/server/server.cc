@@ -71,7 +71,6 @@ std::map<std::string, std::string> ResolveHeaders(const std::map<std::string, st
 absl::StatusOr<std::unique_ptr<tools::ToolGateway>> BuildToolGateway(const Config& config) {
   tools::ToolGatewayOptions o;
   o.max_result_bytes = static_cast<size_t>(config.max_tool_result_bytes);
-  o.mcp.max_result_bytes = o.max_result_bytes;
   for (const McpServerConfig& c : config.mcp_servers) {
     tools::McpServerOptions s;
     s.name = c.name;

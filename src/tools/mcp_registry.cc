@@ -48,7 +48,7 @@ std::string Placeholder(const json& block) {
 }  // namespace
 
 McpRegistry::McpRegistry(McpRegistryOptions options)
-    : max_result_bytes_(options.max_result_bytes), validate_timeout_(options.validate_timeout) {
+    : validate_timeout_(options.validate_timeout) {
   for (McpServerOptions& o : options.servers) {
     auto s = std::make_unique<Server>();
     McpClientOptions co;

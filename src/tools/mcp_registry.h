@@ -47,7 +47,6 @@ struct McpServerOptions {
 
 struct McpRegistryOptions {
   std::vector<McpServerOptions> servers;
-  size_t max_result_bytes = 64 * 1024;
   /// Bound of the tools/list done to check an agent's ToolSpec at create/update.
   absl::Duration validate_timeout = absl::Seconds(3);
 };
@@ -123,7 +122,6 @@ class McpRegistry {
   /// The server's allowed tools, from the cache (unless `refresh`) or a fresh tools/list.
   absl::StatusOr<std::vector<McpTool>> Tools(Server* s, absl::Time deadline, bool refresh = false);
 
-  const size_t max_result_bytes_;
   const absl::Duration validate_timeout_;
   std::map<std::string, std::unique_ptr<Server>> servers_;  // fixed after construction
 };

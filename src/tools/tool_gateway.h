@@ -85,7 +85,7 @@ struct McpServerPolicy {
 };
 
 struct ToolGatewayOptions {
-  McpRegistryOptions mcp;                          // servers, max_result_bytes
+  McpRegistryOptions mcp;                          // servers (results: max_result_bytes below)
   std::map<std::string, McpServerPolicy> mcp_policy;  // by server name
   std::vector<HttpToolEntry> http;
   size_t max_result_bytes = 64 * 1024;
