@@ -1,6 +1,7 @@
 // Conversions between absl::Time and google.protobuf.Timestamp.
 #pragma once
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 
