@@ -3,8 +3,9 @@
 // Format of keys agentd generates: "agd_" + key_id + "_" + 64 hex chars (256 random bits), with
 // key_id = "k" + 16 hex chars (64 random bits). The key id is public (it names the key in
 // ListApiKeys and in audit records) and is how a presented key is looked up; the rest is the
-// secret. A key set by the operator through AGENTD_BOOTSTRAP_KEY may be any string of 16..256
-// printable ASCII characters: its key id is derived from it (see KeyIdOf).
+// secret. A key set by the operator through AGENTD_BOOTSTRAP_KEY may be any string of 1..256
+// printable ASCII characters (bootstrap warns below kWeakKeyLength): its key id is derived from
+// it (see KeyIdOf).
 #pragma once
 
 #include <string>
@@ -15,7 +16,8 @@
 namespace agentd::auth {
 
 inline constexpr absl::string_view kKeyPrefix = "agd_";
-inline constexpr size_t kMinKeyLength = 16;
+/// Operator-chosen keys shorter than this are accepted, with a startup warning: guessable.
+inline constexpr size_t kWeakKeyLength = 16;
 inline constexpr size_t kMaxKeyLength = 256;
 
 struct GeneratedKey {
@@ -29,7 +31,7 @@ GeneratedKey GenerateApiKey();
 /// The key id a presented key string is stored under: parsed from an "agd_<key_id>_<hex>" key;
 /// for any other well-formed key (a custom bootstrap key), "kb" + the first 16 hex chars of
 /// SHA-256("agentd-key-id\0" + key). INVALID_ARGUMENT (message safe to show; never contains the
-/// key) when the key is empty, too short/long or has characters outside printable ASCII.
+/// key) when the key is empty, longer than kMaxKeyLength or has characters outside printable ASCII.
 absl::StatusOr<std::string> KeyIdOf(absl::string_view key);
 
 /// 16 random bytes.

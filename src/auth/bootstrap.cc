@@ -86,6 +86,12 @@ absl::StatusOr<std::string> ChooseKey(const BootstrapOptions& options, std::stri
       return absl::InvalidArgumentError(
           absl::StrCat("AGENTD_BOOTSTRAP_KEY is not a valid API key: ", valid.message()));
     }
+    if (options.bootstrap_key.size() < kWeakKeyLength) {
+      spdlog::warn(
+          "bootstrap: AGENTD_BOOTSTRAP_KEY is {} characters long; keys shorter than {} are easy "
+          "to guess (generated keys carry 256 random bits)",
+          options.bootstrap_key.size(), kWeakKeyLength);
+    }
     *source = "from AGENTD_BOOTSTRAP_KEY";
     return options.bootstrap_key;
   }
