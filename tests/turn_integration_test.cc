@@ -224,6 +224,39 @@ TEST_F(TurnTest, IdempotencyKeyWhileRunningIsAborted) {
   EXPECT_EQ(first.output_text(), "slow");
 }
 
+// A caller that gave up (deadline, cancel) never saw a result: its turn is not remembered
+// under the idempotency key, so the retry that follows a timeout runs the turn.
+TEST_F(TurnTest, RetryAfterTheCallerGaveUpRunsTheTurnAgain) {
+  v1::Agent agent = h_.CreateAgent("scripted");
+  v1::Session s = h_.CreateSession(agent.agent_id());
+  h_.scripted().Push({.text = "too late", .delay = absl::Seconds(5)});
+  v1::RunTurnRequest req;
+  req.set_session_id(s.session_id());
+  req.set_idempotency_key("retry-me");
+  req.add_input()->set_text("hello");
+  v1::TurnResult r;
+  EXPECT_EQ(h_.sessions().RunTurn(Ctx(0.3).get(), req, &r).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  for (int i = 0; i < 300; ++i) {
+    auto events = h_.AllEvents(s.session_id());
+    if (!events.empty() && events.back().type() == v1::EVENT_TYPE_TURN_FAILED) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(h_.AllEvents(s.session_id()).back().type(), v1::EVENT_TYPE_TURN_FAILED);
+
+  h_.scripted().Push({.text = "in time"});
+  v1::TurnResult retried;
+  ASSERT_TRUE(h_.Run(req, &retried).ok());
+  EXPECT_EQ(retried.status(), v1::TURN_STATUS_COMPLETED);
+  EXPECT_EQ(retried.output_text(), "in time");
+  // Now it is remembered: a second retry returns it and appends nothing.
+  const size_t events = h_.AllEvents(s.session_id()).size();
+  v1::TurnResult again;
+  ASSERT_TRUE(h_.Run(req, &again).ok());
+  EXPECT_EQ(again.SerializeAsString(), retried.SerializeAsString());
+  EXPECT_EQ(h_.AllEvents(s.session_id()).size(), events);
+}
+
 TEST_F(TurnTest, ExpectedLastSeqMismatchIsAborted) {
   v1::Agent agent = h_.CreateAgent("echo");
   v1::Session s = h_.CreateSession(agent.agent_id());
@@ -389,6 +422,62 @@ TEST_F(TurnTest, CancelTurnStopsARunningTurn) {
   // Nothing running now.
   EXPECT_EQ(h_.sessions().CancelTurn(Ctx().get(), cancel, &cancelled).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// A client that will never send its tool results can cancel them: each pending call gets an
+// error result (the log stays valid for the model), the session is IDLE and takes new input.
+TEST_F(TurnTest, CancelTurnClosesPendingToolCalls) {
+  v1::Agent agent = h_.CreateAgent("scripted", "", {"get_weather"});
+  v1::Session s = h_.CreateSession(agent.agent_id());
+  h_.scripted().Push({.text = "checking",
+                      .tool_calls = {Call("call_1", "get_weather", R"({"city":"Paris"})"),
+                                     Call("call_2", "get_weather", R"({"city":"Oslo"})")}});
+  v1::TurnResult r;
+  ASSERT_TRUE(h_.Send(s.session_id(), "weather?", &r).ok());
+  ASSERT_EQ(r.status(), v1::TURN_STATUS_REQUIRES_ACTION);
+
+  v1::CancelTurnRequest cancel;
+  cancel.set_session_id(s.session_id());
+  v1::TurnResult cancelled;
+  ASSERT_TRUE(h_.sessions().CancelTurn(Ctx().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(cancelled.status(), v1::TURN_STATUS_CANCELLED);
+  EXPECT_NE(cancelled.turn_id(), r.turn_id());
+  EXPECT_EQ(Types({cancelled.events().begin(), cancelled.events().end()}),
+            (std::vector<v1::EventType>{v1::EVENT_TYPE_TURN_STARTED, v1::EVENT_TYPE_TOOL_RESULT,
+                                        v1::EVENT_TYPE_TOOL_RESULT,
+                                        v1::EVENT_TYPE_TURN_COMPLETED}));
+  EXPECT_EQ(cancelled.events(1).tool_result().tool_call_id(), "call_1");
+  EXPECT_EQ(cancelled.events(2).tool_result().tool_call_id(), "call_2");
+  EXPECT_TRUE(cancelled.events(1).tool_result().is_error());
+  EXPECT_EQ(cancelled.events(3).turn().status(), v1::TURN_STATUS_CANCELLED);
+  EXPECT_EQ(cancelled.last_seq(), r.last_seq() + 4);
+  // Stored as returned.
+  auto events = h_.AllEvents(s.session_id());
+  ASSERT_EQ(events.size(), static_cast<size_t>(cancelled.last_seq()));
+  EXPECT_EQ(events.back().SerializeAsString(), cancelled.events(3).SerializeAsString());
+
+  v1::GetSessionRequest get;
+  get.set_session_id(s.session_id());
+  v1::Session now;
+  ASSERT_TRUE(h_.sessions().GetSession(Ctx().get(), get, &now).ok());
+  EXPECT_EQ(now.status(), v1::SESSION_STATUS_IDLE);
+  EXPECT_EQ(now.pending_tool_calls_size(), 0);
+  EXPECT_EQ(now.last_seq(), cancelled.last_seq());
+
+  // Nothing pending any more; new input runs, and the model sees every call answered.
+  v1::TurnResult again;
+  EXPECT_EQ(h_.sessions().CancelTurn(Ctx().get(), cancel, &again).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  h_.scripted().Push({.text = "ok, something else"});
+  ASSERT_TRUE(h_.Send(s.session_id(), "never mind", &again).ok());
+  EXPECT_EQ(again.status(), v1::TURN_STATUS_COMPLETED);
+  auto req = h_.scripted().requests().back();
+  ASSERT_EQ(req.messages.size(), 5u);  // user, assistant + 2 calls, 2 tool results, user
+  EXPECT_EQ(req.messages[1].tool_calls.size(), 2u);
+  EXPECT_EQ(req.messages[2].tool_call_id, "call_1");
+  EXPECT_NE(req.messages[2].text.find("cancelled"), std::string::npos);
+  EXPECT_EQ(req.messages[3].tool_call_id, "call_2");
+  EXPECT_EQ(req.messages[4].text, "never mind");
 }
 
 }  // namespace

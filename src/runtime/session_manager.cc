@@ -33,6 +33,52 @@ std::string RequestDigest(const v1::RunTurnRequest& request) {
   return Sha256(bytes);
 }
 
+/// The write that CancelTurn makes on a session waiting in REQUIRES_ACTION (no turn running):
+/// a turn of its own whose TOOL_RESULT events answer every pending call with an error, so that
+/// later contexts stay valid (every tool call of the log is answered) and tell the model the
+/// calls were cancelled. It ends with TURN_COMPLETED, status CANCELLED: a TURN_FAILED turn's
+/// events are left out of later contexts, which would leave the calls unanswered. The session
+/// becomes IDLE.
+store::SessionWrite CancelPendingCallsWrite(const std::string& project_id,
+                                            const storage::SessionRecord& stored,
+                                            const std::string& turn_id,
+                                            const std::string& reason) {
+  storage::SessionRecord record = stored;
+  v1::Session* s = record.mutable_session();
+  store::SessionWrite w;
+  w.project_id = project_id;
+  w.session_id = s->session_id();
+  w.expected_revision = stored.revision();
+  const google::protobuf::Timestamp now = NowProto();
+  auto add = [&](v1::EventType type) -> v1::Event& {
+    v1::Event& e = w.events.emplace_back();
+    e.set_session_id(s->session_id());
+    e.set_seq(s->last_seq() + static_cast<int64_t>(w.events.size()));
+    e.set_turn_id(turn_id);
+    *e.mutable_time() = now;
+    e.set_type(type);
+    return e;
+  };
+  add(v1::EVENT_TYPE_TURN_STARTED).mutable_turn()->set_turn_id(turn_id);
+  for (const v1::ToolCall& c : s->pending_tool_calls()) {
+    v1::ToolResult* r = add(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
+    r->set_tool_call_id(c.id());
+    r->set_is_error(true);
+    r->set_output(absl::StrCat("error: the call of tool \"", c.name(), "\" was cancelled (",
+                               reason, "); it has no result"));
+  }
+  v1::TurnMarker* end = add(v1::EVENT_TYPE_TURN_COMPLETED).mutable_turn();
+  end->set_turn_id(turn_id);
+  end->set_status(v1::TURN_STATUS_CANCELLED);
+  end->set_error(reason);
+  s->set_last_seq(w.events.back().seq());
+  *s->mutable_update_time() = now;
+  s->set_status(v1::SESSION_STATUS_IDLE);
+  s->clear_pending_tool_calls();
+  w.record = std::move(record);
+  return w;
+}
+
 }  // namespace
 
 SessionManager::SessionManager(TurnDeps deps) : deps_(deps) {}
@@ -301,7 +347,9 @@ void SessionManager::Abandon(const std::shared_ptr<Turn>& turn) {
   if (was_queued) {
     turn->FinishWithoutRunning(absl::CancelledError("the caller cancelled the call"));
   } else {
-    turn->Cancel("the caller cancelled the call");
+    // Not OK: the caller is gone and saw no result, so none is remembered under its
+    // idempotency key (the retry that follows a timeout runs the turn).
+    turn->Cancel("the caller cancelled the call", absl::StatusCode::kCancelled);
   }
 }
 
@@ -330,15 +378,50 @@ void SessionManager::CancelTurn(
         return;
       }
     }
+    if (st.ok() && rec->session().status() == v1::SESSION_STATUS_REQUIRES_ACTION) {
+      CancelPendingCalls(project_id, *rec, std::move(done));
+      return;
+    }
     if (st.ok()) {
       st = absl::FailedPreconditionError(
-          absl::StrCat("no turn is running on session \"", session_id, "\""));
+          absl::StrCat("no turn is running and no tool call is pending on session \"",
+                       session_id, "\""));
     }
     done(st, v1::TurnResult());
     return;
   }
   running->Cancel("cancelled by CancelTurn");
   running->AddFinishListener(std::move(done));
+}
+
+void SessionManager::CancelPendingCalls(
+    const std::string& project_id, const storage::SessionRecord& record,
+    const std::function<void(const absl::Status&, const v1::TurnResult&)>& done) {
+  const std::string turn_id = NewId("turn_");
+  const std::string reason = "cancelled by CancelTurn";
+  store::SessionWrite w = CancelPendingCallsWrite(project_id, record, turn_id, reason);
+  absl::Status st = deps_.store->CommitSessionWrite(w);
+  if (absl::IsAborted(st)) {
+    // A turn answering the calls (or another CancelTurn) got there first.
+    st = absl::AbortedError(
+        absl::StrCat("session \"", w.session_id,
+                     "\" changed while its pending tool calls were being cancelled; read it "
+                     "again and retry"));
+  }
+  if (!st.ok()) {
+    done(st, v1::TurnResult());
+    return;
+  }
+  const std::string key = EventHub::Key(project_id, w.session_id);
+  deps_.history->Erase(key);
+  deps_.hub->Publish(key, w.events);
+  v1::TurnResult result;
+  result.set_turn_id(turn_id);
+  result.set_status(v1::TURN_STATUS_CANCELLED);
+  for (const v1::Event& e : w.events) *result.add_events() = e;
+  result.set_last_seq(w.record.session().last_seq());
+  result.set_error(reason);
+  done(absl::OkStatus(), result);
 }
 
 void SessionManager::CancelHere(const std::string& project_id, const std::string& session_id,

@@ -90,11 +90,13 @@ class SessionManager {
                                    absl::Time deadline, std::shared_ptr<TurnObserver> observer);
   /// The caller of `turn` went away: a queued turn is dropped, a running one cancelled.
   void Abandon(const std::shared_ptr<Turn>& turn);
-  /// Cancels the running turn of a session and calls `done` with its final result.
-  /// FAILED_PRECONDITION when no turn is running. On a shared store a turn running on another
-  /// replica is cancelled through the store (RequestCancel); `done` then gets the result read
-  /// from the session's log once that replica has recorded it (DEADLINE_EXCEEDED after
-  /// kRemoteCancelWait).
+  /// Cancels the running turn of a session and calls `done` with its final result. A session
+  /// waiting in REQUIRES_ACTION has its pending tool calls cancelled instead (CancelPendingCalls):
+  /// `done` gets that turn, status CANCELLED, and the session is IDLE.
+  /// FAILED_PRECONDITION when no turn is running and no tool call is pending. On a shared store
+  /// a turn running on another replica is cancelled through the store (RequestCancel); `done`
+  /// then gets the result read from the session's log once that replica has recorded it
+  /// (DEADLINE_EXCEEDED after kRemoteCancelWait).
   void CancelTurn(const std::string& project_id, const std::string& session_id,
                   std::function<void(const absl::Status&, const v1::TurnResult&)> done);
   /// A cancel request from another replica: cancels the session's turn if it runs here.
@@ -134,6 +136,12 @@ class SessionManager {
   /// that turn is recorded (every kRemoteBusyPoll, on the turn timers and workers).
   void CancelRemote(const std::string& project_id, const storage::SessionRecord& record,
                     std::function<void(const absl::Status&, const v1::TurnResult&)> done);
+  /// CancelTurn on a session in REQUIRES_ACTION: appends a turn answering each pending call
+  /// with an error result (so the log stays valid for the model) and leaves the session IDLE.
+  /// ABORTED if the session changed meanwhile (revision check).
+  void CancelPendingCalls(
+      const std::string& project_id, const storage::SessionRecord& record,
+      const std::function<void(const absl::Status&, const v1::TurnResult&)>& done);
   /// The result of a finished turn, rebuilt from its events (TURN_STARTED at `first_seq`).
   absl::StatusOr<v1::TurnResult> ReadTurnResult(const std::string& project_id,
                                                 const std::string& session_id,
