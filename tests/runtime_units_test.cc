@@ -255,6 +255,8 @@ TEST(ValidateRunTurnRequestTest, RejectsToolRoleAndUnknownRolesInInput) {
   EXPECT_INVALID(ValidateRunTurnRequest(r), "input[1].role");
 }
 
+// Two answers for one call don't match the pending calls: FAILED_PRECONDITION (API.md), like
+// an answer for a call that is not pending. A missing id is malformed: INVALID_ARGUMENT.
 TEST(ValidateRunTurnRequestTest, RejectsDuplicateAndMissingToolCallIds) {
   v1::RunTurnRequest r = ValidTurn();
   for (int i = 0; i < 2; ++i) {
@@ -262,8 +264,16 @@ TEST(ValidateRunTurnRequestTest, RejectsDuplicateAndMissingToolCallIds) {
     tr->set_tool_call_id("call_1");
     tr->set_output("x");
   }
-  EXPECT_INVALID(ValidateRunTurnRequest(r), "tool_results");
-  EXPECT_INVALID(ValidateRunTurnRequest(r), "call_1");
+  absl::Status dup = ValidateRunTurnRequest(r);
+  EXPECT_EQ(dup.code(), absl::StatusCode::kFailedPrecondition) << dup;
+  EXPECT_THAT(std::string(dup.message()), HasSubstr("\"call_1\""));
+  r.mutable_tool_results(1)->set_tool_call_id("call_2");
+  r.add_approvals()->set_tool_call_id("call_2");
+  dup = ValidateRunTurnRequest(r);
+  EXPECT_EQ(dup.code(), absl::StatusCode::kFailedPrecondition) << dup;
+  EXPECT_THAT(std::string(dup.message()), HasSubstr("approvals"));
+  r.clear_approvals();
+  r.mutable_tool_results(1)->set_tool_call_id("call_1");
 
   r.mutable_tool_results(1)->clear_tool_call_id();
   EXPECT_INVALID(ValidateRunTurnRequest(r), "tool_results[1].tool_call_id");

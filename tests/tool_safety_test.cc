@@ -339,7 +339,7 @@ TEST_F(ToolSafetyTest, ReplayNeverRunsToolsThatNeedApproval) {
   EXPECT_THAT(results[0].output(), HasSubstr("a replay does not run tools that need approval"));
 }
 
-TEST_F(ToolSafetyTest, BadApprovalRequestsAreInvalidArgument) {
+TEST_F(ToolSafetyTest, BadApprovalRequestsAreRejected) {
   v1::CreateAgentRequest req;
   req.mutable_agent()->set_model("scripted");
   v1::ToolSpec* client = req.mutable_agent()->add_tools();
@@ -357,7 +357,8 @@ TEST_F(ToolSafetyTest, BadApprovalRequestsAreInvalidArgument) {
   dup.add_approvals()->set_tool_call_id("c1");
   dup.add_approvals()->set_tool_call_id("c1");
   v1::TurnResult result;
-  EXPECT_EQ(harness_->Run(dup, &result).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Two answers for one call don't match the pending calls (API.md: FAILED_PRECONDITION).
+  EXPECT_EQ(harness_->Run(dup, &result).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   v1::RunTurnRequest empty_id;
   empty_id.set_session_id(session);
   empty_id.add_approvals();

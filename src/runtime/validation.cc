@@ -225,8 +225,10 @@ absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request) {
     if (r.tool_call_id().empty()) return absl::InvalidArgumentError(field + ".tool_call_id is required");
     if (r.tool_call_id().size() > 256) return TooLong(field + ".tool_call_id", 256);
     if (!ids.insert(r.tool_call_id()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tool_results: duplicate result for tool call \"", r.tool_call_id(), "\""));
+      // API.md: tool results that don't match the pending calls (each takes exactly one).
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tool_results: more than one result for tool call \"", r.tool_call_id(),
+          "\" (each pending call takes exactly one result or approval)"));
     }
     if (r.output().size() > kMaxTextBytes) return TooLong(field + ".output", kMaxTextBytes);
     if (!IsValidUtf8(r.output())) return absl::InvalidArgumentError(field + ".output must be UTF-8");
@@ -241,8 +243,9 @@ absl::Status ValidateRunTurnRequest(const v1::RunTurnRequest& request) {
     if (a.tool_call_id().empty()) return absl::InvalidArgumentError(field + ".tool_call_id is required");
     if (a.tool_call_id().size() > 256) return TooLong(field + ".tool_call_id", 256);
     if (!ids.insert(a.tool_call_id()).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "approvals: more than one answer (result or approval) for tool call \"", a.tool_call_id(), "\""));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "approvals: more than one answer (result or approval) for tool call \"",
+          a.tool_call_id(), "\" (each pending call takes exactly one)"));
     }
     if (a.reason().size() > kMaxToolDescriptionBytes) {
       return TooLong(field + ".reason", kMaxToolDescriptionBytes);
