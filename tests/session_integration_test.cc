@@ -1,4 +1,5 @@
 // Sessions, agents, streaming, watching, restarts and bad input through the gRPC API.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -278,6 +279,92 @@ TEST_F(SessionTest, HealthReflectionAndRequestIds) {
   v1::MemoryRecord mrec;
   EXPECT_EQ(memory->GetMemory(Ctx().get(), mreq, &mrec).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+
+  // gRPC's own health service answers with a request id too.
+  grpc::ClientContext hctx;
+  ASSERT_TRUE(health->Check(&hctx, hreq, &hresp).ok());
+  EXPECT_NE(hctx.GetServerInitialMetadata().find("x-agentd-request-id"),
+            hctx.GetServerInitialMetadata().end());
+}
+
+struct RawReply {
+  grpc::Status status;
+  std::string request_id;
+};
+
+// Sends `bytes` as the request of `method`, as a client with a broken encoder would.
+RawReply RawUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                  const std::string& bytes, bool server_streaming = false) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  RawReply reply;
+  if (server_streaming) {
+    grpc::CompletionQueue cq;
+    auto call = stub.PrepareCall(&ctx, method, &cq);
+    void* tag;
+    bool ok;
+    call->StartCall(reinterpret_cast<void*>(1));
+    cq.Next(&tag, &ok);
+    call->Write(request, reinterpret_cast<void*>(2));
+    cq.Next(&tag, &ok);
+    call->WritesDone(reinterpret_cast<void*>(3));
+    cq.Next(&tag, &ok);
+    grpc::ByteBuffer response;
+    call->Read(&response, reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
+    call->Finish(&reply.status, reinterpret_cast<void*>(5));
+    cq.Next(&tag, &ok);
+  } else {
+    grpc::ByteBuffer response;
+    absl::Notification done;
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status st) {
+                     reply.status = std::move(st);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+  }
+  auto md = ctx.GetServerInitialMetadata();
+  auto it = md.find("x-agentd-request-id");
+  if (it != md.end()) reply.request_id = std::string(it->second.data(), it->second.size());
+  return reply;
+}
+
+// Request bytes gRPC cannot parse never reach a handler; gRPC would answer UNIMPLEMENTED ("no
+// such method"). agentd makes it INVALID_ARGUMENT naming the message, with a request id.
+TEST_F(SessionTest, UnparseableRequestsAreInvalidArgumentWithARequestId) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"invalid UTF-8 in a string field", std::string("\x0a\x02\xc3\x28", 4)},
+      {"truncated field", std::string("\x0a\x09" "abc", 5)},
+      {"garbage", std::string("\xff\xff\xff", 3)},
+  };
+  for (const auto& [what, bytes] : bad) {
+    RawReply r = RawUnary(h_.channel(), "/agentd.v1.SessionService/GetSession", bytes);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what;
+    EXPECT_NE(r.status.error_message().find("agentd.v1.GetSessionRequest"), std::string::npos)
+        << what << ": " << r.status.error_message();
+    EXPECT_FALSE(r.request_id.empty()) << what;
+  }
+  RawReply stream = RawUnary(h_.channel(), "/agentd.v1.SessionService/StreamTurn",
+                             std::string("\x0a\x02\xc3\x28", 4), /*server_streaming=*/true);
+  EXPECT_EQ(stream.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << stream.status.error_message();
+  EXPECT_NE(stream.status.error_message().find("agentd.v1.RunTurnRequest"), std::string::npos);
+
+  // A well-formed request still works through the same path, and a method agentd does not
+  // serve is still UNIMPLEMENTED.
+  v1::Agent a = h_.CreateAgent("echo");
+  v1::GetAgentRequest get;
+  get.set_agent_id(a.agent_id());
+  EXPECT_TRUE(RawUnary(h_.channel(), "/agentd.v1.AgentService/GetAgent", get.SerializeAsString())
+                  .status.ok());
+  EXPECT_EQ(RawUnary(h_.channel(), "/agentd.v1.SessionService/NoSuchMethod", "").status.error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(RawUnary(h_.channel(), "/other.v1.Thing/Get", "").status.error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(SessionTest, BadInputGetsInvalidArgumentAndChangesNothing) {
