@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional,
 from agentd import errors
 from agentd.results import RunResult
 from agentd.tools import Tool, ToolArgumentError, as_tool
-from agentd.v1 import common_pb2, session_pb2
+from agentd.v1 import agent_pb2, common_pb2, session_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
     from agentd.client import Client
@@ -118,6 +118,8 @@ def run_tool_calls(calls: Sequence[common_pb2.ToolCall],
             output, is_error = f"invalid arguments for {call.name}: {e}", True
         except Exception as e:  # the tool's own failure goes back to the model
             output, is_error = f"{type(e).__name__}: {e}", True
+        # A str the tool made up from bytes (lone surrogates) cannot go into a proto string.
+        output = output.encode("utf-8", "replace").decode("utf-8")
         results.append(common_pb2.ToolResult(tool_call_id=call.id, output=output,
                                              is_error=is_error))
     return results
@@ -135,7 +137,10 @@ class _TurnLoop:
         if max_tool_rounds < 0:
             raise ValueError("max_tool_rounds must be >= 0")
         self.session = session
-        self.tools = {t.name: t for t in (as_tool(x) for x in (tools or ()))}
+        # ToolSpecs (agentd.builtin_tool, or a spec without a function) are the agent's business:
+        # the same list can go to create_agent and to run(); only functions run here.
+        self.tools = {t.name: t for t in (as_tool(x) for x in (tools or ())
+                                          if not isinstance(x, agent_pb2.ToolSpec))}
         self.max_tool_rounds = max_tool_rounds
         self.base_key = idempotency_key or new_idempotency_key()
         self.on_busy = _BUSY[on_busy]

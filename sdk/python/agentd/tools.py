@@ -10,6 +10,7 @@ description and default are produced.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import inspect
@@ -106,11 +107,29 @@ class Tool:
 
     def invoke(self, arguments_json: str) -> str:
         """Calls the function with the model's arguments; returns its output as text (a str
-        as is, anything else as JSON). Exceptions propagate to the caller."""
+        as is, anything else as JSON). An ``async def`` tool is run to completion with
+        asyncio.run (the SDK is synchronous: not from inside a running event loop).
+        Exceptions propagate to the caller."""
         result = self.fn(**self.convert_arguments(arguments_json))
+        if inspect.isawaitable(result):
+            result = _await(result, self.name)
         if isinstance(result, str):
             return result
         return json.dumps(result, default=_json_default)
+
+
+def _await(awaitable: Any, name: str) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # none running in this thread: run the coroutine here
+        async def run():
+            return await awaitable
+        return asyncio.run(run())
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()  # never awaited: don't leave a warning behind
+    raise RuntimeError(
+        f"async tool {name!r} called inside a running event loop: the agentd SDK is "
+        "synchronous; call run()/stream() from another thread (e.g. asyncio.to_thread)")
 
 
 def tool(fn: Optional[Callable] = None, *, name: Optional[str] = None,

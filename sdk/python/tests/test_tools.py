@@ -152,3 +152,27 @@ def test_non_string_results_are_json():
         return {"n": 1, "unit": Unit.CELSIUS, "set": {3}}
 
     assert json.loads(stats.invoke("{}")) == {"n": 1, "unit": "c", "set": [3]}
+
+
+def test_async_tools_are_awaited():
+    @tool
+    async def slow_weather(city: str) -> str:
+        """Weather, fetched asynchronously."""
+        return f"sunny in {city}"
+
+    assert slow_weather.invoke('{"city": "Oslo"}') == "sunny in Oslo"
+    assert slow_weather.to_proto().description == "Weather, fetched asynchronously."
+
+
+def test_async_tool_inside_a_running_loop_is_a_clear_error():
+    import asyncio
+
+    @tool
+    async def slow_weather(city: str) -> str:
+        return city
+
+    async def main():
+        with pytest.raises(RuntimeError, match="running event loop"):
+            slow_weather.invoke('{"city": "Oslo"}')
+
+    asyncio.run(main())

@@ -74,6 +74,42 @@ def test_tool_exception_becomes_is_error_result(client, unique):
     assert len(results) == 1 and results[0].is_error
 
 
+def test_tool_output_that_is_not_utf8_is_sent_with_replacements(client, unique):
+    @tool
+    def raw_bytes() -> str:
+        """Returns text decoded with surrogateescape."""
+        return b"bad\x80end".decode("utf-8", "surrogateescape")
+
+    agent = _agent(client, unique, [raw_bytes])
+    session = client.create_session(agent)
+    result = session.run("/tool raw_bytes {}", tools=[raw_bytes])
+    assert result.status == "completed", result.error
+    assert result.output_text == "bad?end"
+    assert session.get().proto.status == agentd.session_pb2.SESSION_STATUS_IDLE
+
+
+def test_async_tool_runs_in_the_loop(client, unique):
+    @tool
+    async def async_weather(city: str) -> str:
+        """Weather, asynchronously."""
+        return f"cloudy in {city}"
+
+    agent = _agent(client, unique, [async_weather])
+    session = client.create_session(agent)
+    result = session.run('/tool async_weather {"city": "Oslo"}', tools=[async_weather])
+    assert result.status == "completed", result.error
+    assert result.output_text == "cloudy in Oslo"
+
+
+def test_one_tools_list_serves_create_agent_and_run(client, unique):
+    tools = [get_weather, agentd.builtin_tool("state_get")]
+    agent = _agent(client, unique, tools)
+    session = client.create_session(agent)
+    result = session.run('/tool get_weather {"city": "Rome"}', tools=tools)
+    assert result.status == "completed", result.error
+    assert result.output_text == "sunny in Rome for 1 day(s)"
+
+
 def test_missing_tool_stops_with_requires_action(client, unique):
     agent = _agent(client, unique, [get_weather])
     session = client.create_session(agent)
