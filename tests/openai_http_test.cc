@@ -200,6 +200,18 @@ TEST_F(OpenAiHttpTest, ResponsesMultiTurnIsOneSessionVisibleThroughGrpc) {
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(OutputText(got.Json()), "hello");
   EXPECT_EQ(got.Json()["usage"], r1["usage"]);
+  // Read back, a response is the object its POST returned (model: the configured name, not
+  // the deployment; instructions: the session agent's, also for the continuing request).
+  EXPECT_EQ(r2["instructions"], "be brief");
+  for (const json& posted : {r1, r2}) {
+    json read = Call("GET", "/v1/responses/" + posted["id"].get<std::string>()).Json();
+    json want = posted;
+    for (json* j : {&read, &want}) {
+      j->erase("created_at");           // when the turn started vs when the POST answered
+      j->erase("previous_response_id");  // a property of the request, not of the turn
+    }
+    EXPECT_EQ(read, want) << read.dump();
+  }
 
   // Continuing from the first response again branches: a fork, the original is untouched.
   const int64_t last_seq = GetSession(session).last_seq();

@@ -21,7 +21,15 @@ absl::Status ResponseNotFound(const std::string& id) {
 struct LoadedTurn {
   v1::Session session;
   TurnView view;
+  v1::Agent agent;  // the session's (pinned version): its instructions are the turn's
 };
+
+/// The configured model name of an assistant message's `model` ("<model> (<backend>/<deployment
+/// model>)" names the deployment too; a response's `model` is the configured name).
+std::string ConfiguredModel(const std::string& message_model) {
+  const size_t paren = message_model.find(" (");
+  return paren == std::string::npos ? message_model : message_model.substr(0, paren);
+}
 
 /// Reads a response's session and folds its turn from the events. NOT_FOUND (one message for
 /// every cause) when the id, the session or the turn is unknown in the caller's project.
@@ -46,13 +54,17 @@ absl::StatusOr<LoadedTurn> LoadTurn(const DoorDeps& deps, const std::string& pro
     req.set_after_seq(page->next_after_seq());
   }
   if (!out.view.found) return ResponseNotFound(id);
+  auto agent = deps.agents->Get(project, out.session.agent_id(), out.session.agent_version());
+  if (!agent.ok() && !absl::IsNotFound(agent.status())) return agent.status();
+  if (agent.ok()) out.agent = *std::move(agent);  // a deleted agent: no instructions to show
   return out;
 }
 
 json ViewJson(const std::string& id, const LoadedTurn& t, const std::string& turn_id) {
   ResponseMeta meta;
   meta.id = id;
-  meta.model = t.view.model;
+  meta.model = t.view.model.empty() ? t.agent.model() : ConfiguredModel(t.view.model);
+  meta.instructions = t.agent.instructions();
   meta.session_id = t.session.session_id();
   meta.created_unix = t.view.created_unix;
   if (!t.view.finished) {
@@ -337,6 +349,7 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
         CheckCallIds(*req, open ? prev->view.open_calls : std::vector<v1::ToolCall>{});
     if (!st.ok()) return scope->Fail(st, "input");
     meta.session_id = prev->session.session_id();
+    meta.instructions = prev->agent.instructions();  // the request's are ignored (docs)
     if (prev->view.last_seq != prev->session.last_seq()) {
       // An earlier response: continue from it on a fork, as OpenAI branches the conversation.
       auto fork = deps.sessions->ForkAt(project, meta.session_id, prev->view.last_seq, "");
@@ -351,11 +364,14 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     absl::Status st = CheckCallIds(*req, open);
     if (!st.ok()) return scope->Fail(st, "input");
     meta.session_id = session->session_id();
+    auto agent = deps.agents->Get(project, session->agent_id(), session->agent_version());
+    meta.instructions = agent.ok() ? agent->instructions() : "";  // the request's are ignored
   } else {
     absl::Status st = CheckCallIds(*req, {});
     if (!st.ok()) return scope->Fail(st, "input");
     auto agent = ResolveAgent(deps, project, *req, &param);
     if (!agent.ok()) return scope->Fail(agent.status(), param);
+    meta.instructions = agent->instructions();  // an agent:<id>'s own
     v1::CreateSessionRequest create;
     create.set_agent_id(agent->agent_id());
     (*create.mutable_metadata())["agentd.created_by"] = "openai-responses";
