@@ -99,6 +99,30 @@ TEST_F(SdkTest, RetriesStopAfterMaxAttempts) {
   EXPECT_EQ(TurnsStarted(session.id()), 1);  // three attempts, one run
 }
 
+// The server ran the turn and recorded it as failed (every deployment down after its own
+// retries): its UNAVAILABLE names the turn (x-agentd-turn-id) and is final for the SDK.
+TEST_F(SdkTest, ATurnTheServerRecordedAsFailedIsNotRetried) {
+  auto client = RecordingClient();
+  Session session = NewSession(*client, {}, "scripted");
+  recorder_->Clear();
+  // The router makes 3 attempts per turn (max_retries 2); 6 failures would cover a retry.
+  for (int i = 0; i < 6; ++i) {
+    harness_.scripted().Push({.error = absl::UnavailableError("backend down")});
+  }
+  auto result = session.Run("anyone?");
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable) << result.status();
+  EXPECT_EQ(recorder_->Calls("/RunTurn").size(), 1u);
+  EXPECT_EQ(TurnsStarted(session.id()), 1);
+
+  auto stream = session.StartStream("still nobody?");
+  v1::TurnEvent event;
+  while (stream->Next(&event)) {
+  }
+  EXPECT_EQ(stream->Finish().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(recorder_->Calls("/StreamTurn").size(), 1u);
+  EXPECT_EQ(TurnsStarted(session.id()), 2);
+}
+
 TEST_F(SdkTest, NonRetryableFailuresAreNotRetried) {
   auto client = RecordingClient();
   Session session = NewSession(*client);

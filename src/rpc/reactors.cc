@@ -46,13 +46,24 @@ class TurnLink {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A turn that ran and was recorded (TURN_FAILED) but ends the call with an error: its id goes
+// in the trailing metadata (kRecordedTurnHeader), so a client can tell the turn's own outcome
+// (e.g. UNAVAILABLE: every deployment failed after the server's retries and fallbacks; an
+// automatic retry would record another failed turn) from a transport failure.
+void MarkRecordedTurn(grpc::CallbackServerContext* ctx, const absl::Status& status,
+                      const v1::TurnResult& result) {
+  if (!status.ok() && !result.turn_id().empty()) {
+    ctx->AddTrailingMetadata(kRecordedTurnHeader, result.turn_id());
+  }
+}
+
 // ---- RunTurn ------------------------------------------------------------------------------
 
 class RunTurnReactor final : public grpc::ServerUnaryReactor {
  public:
   RunTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
                  auth::Authenticator* auth, v1::TurnResult* response)
-      : scope_(ctx, "RunTurn", auth), sessions_(sessions), response_(response) {}
+      : ctx_(ctx), scope_(ctx, "RunTurn", auth), sessions_(sessions), response_(response) {}
 
   void Start(const v1::RunTurnRequest& request) {
     obs::ContextScope log_scope(scope_.context());
@@ -65,6 +76,7 @@ class RunTurnReactor final : public grpc::ServerUnaryReactor {
       explicit Observer(RunTurnReactor* r) : r_(r) {}
       void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
         if (status.ok()) *r_->response_ = result;
+        MarkRecordedTurn(r_->ctx_, status, result);
         r_->Finish(r_->scope_.Done(status));
       }
 
@@ -80,6 +92,7 @@ class RunTurnReactor final : public grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 
  private:
+  grpc::CallbackServerContext* const ctx_;
   CallScope scope_;
   runtime::SessionManager* sessions_;
   v1::TurnResult* response_;
@@ -157,7 +170,7 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
  public:
   StreamTurnReactor(grpc::CallbackServerContext* ctx, runtime::SessionManager* sessions,
                     auth::Authenticator* auth)
-      : scope_(ctx, "StreamTurn", auth), sessions_(sessions) {}
+      : ctx_(ctx), scope_(ctx, "StreamTurn", auth), sessions_(sessions) {}
 
   void Start(const v1::RunTurnRequest& request) {
     obs::ContextScope log_scope(scope_.context());
@@ -192,6 +205,7 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
           *te.mutable_result() = result;
           r_->Push(std::move(te));
         }
+        MarkRecordedTurn(r_->ctx_, status, result);
         r_->FinishWhenDrained(r_->scope_.Done(status));
       }
 
@@ -207,6 +221,7 @@ class StreamTurnReactor final : public QueuedWriter<v1::TurnEvent> {
   void OnDone() override { delete this; }
 
  private:
+  grpc::CallbackServerContext* const ctx_;
   CallScope scope_;
   runtime::SessionManager* sessions_;
   TurnLink link_{sessions_};

@@ -11,6 +11,11 @@
 
 namespace agentd::rpc {
 
+/// Trailing metadata of a RunTurn/StreamTurn that fails with the outcome of a turn the server
+/// ran and recorded (TURN_FAILED): that turn's id. Absent when nothing was recorded (rejected
+/// before running, transport failure). SDKs do not retry such a failure on their own.
+inline constexpr char kRecordedTurnHeader[] = "x-agentd-turn-id";
+
 /// RunTurn: starts the turn and finishes with its TurnResult (or error).
 grpc::ServerUnaryReactor* StartRunTurn(grpc::CallbackServerContext* ctx,
                                        runtime::SessionManager* sessions,

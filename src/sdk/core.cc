@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -118,6 +119,18 @@ absl::Status FromGrpc(const grpc::Status& status) {
       break;
   }
   return absl::Status(code, status.error_message());
+}
+
+absl::Status FromGrpc(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  absl::Status out = FromGrpc(status);
+  if (out.ok()) return out;
+  const auto& trailing = ctx.GetServerTrailingMetadata();
+  auto it = trailing.find("x-agentd-turn-id");
+  if (it != trailing.end()) {
+    out.SetPayload(kRecordedTurnPayload, absl::Cord(absl::string_view(it->second.data(),
+                                                                       it->second.size())));
+  }
+  return out;
 }
 
 ClientOptions ResolveOptions(ClientOptions options) {

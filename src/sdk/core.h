@@ -26,6 +26,9 @@ namespace agentd::internal {
 
 /// grpc::Status -> absl::Status, code for code, keeping the server's message.
 absl::Status FromGrpc(const grpc::Status& status);
+/// The same, for a finished call of `ctx`: a failure whose trailing metadata names the turn the
+/// server recorded (`x-agentd-turn-id`) carries it as kRecordedTurnPayload.
+absl::Status FromGrpc(const grpc::Status& status, const grpc::ClientContext& ctx);
 
 /// `options` with the environment's defaults applied ($AGENTD_ADDR, $AGENTD_API_KEY).
 ClientOptions ResolveOptions(ClientOptions options);
@@ -59,7 +62,7 @@ class Core {
       Response response;
       const grpc::Status st = attempt(ctx.get(), &response);
       if (st.ok()) return response;
-      absl::Status status = FromGrpc(st);
+      absl::Status status = FromGrpc(st, *ctx);
       if (!retrier.ShouldRetry(status)) return status;
     }
   }

@@ -34,6 +34,7 @@ bool Retrier::Retryable(absl::StatusCode code) const {
 
 bool Retrier::ShouldRetry(const absl::Status& status) {
   if (!Retryable(status.code()) || attempts_ >= policy_.max_attempts) return false;
+  if (status.GetPayload(kRecordedTurnPayload).has_value()) return false;
   if (status.code() == absl::StatusCode::kUnavailable) saw_unavailable_ = true;
   absl::SleepFor(BackoffDelay(policy_, attempts_));
   ++attempts_;

@@ -29,6 +29,11 @@ struct RetryPolicy {
 /// clients cut off together do not come back together.
 absl::Duration BackoffDelay(const RetryPolicy& policy, int retry);
 
+/// Payload (absl::Status::SetPayload) of a turn call's failure that is the outcome of a turn
+/// the server ran and recorded as failed (its trailing metadata `x-agentd-turn-id`; the value is
+/// the turn id). Such a failure is final: retrying would only record another failed turn.
+inline constexpr char kRecordedTurnPayload[] = "agentd.dev/recorded-turn";
+
 /// Counts the attempts of one call and decides, after each failure, whether to go again.
 /// Not thread-safe: one per call.
 class Retrier {
@@ -37,7 +42,7 @@ class Retrier {
       : policy_(policy), class_(retry_class) {}
 
   /// After a failed attempt: true (having slept the backoff) when another attempt should be
-  /// made; false when `status` is final.
+  /// made; false when `status` is final (also when it carries kRecordedTurnPayload).
   bool ShouldRetry(const absl::Status& status);
   /// Progress was made (a stream delivered data): the next failure starts a fresh count.
   void Reset() { attempts_ = 1; }

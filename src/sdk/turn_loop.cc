@@ -157,7 +157,7 @@ bool TurnLoop::Next(v1::TurnEvent* event) {
       }
       return true;
     }
-    const absl::Status status = FromGrpc(reader_->Finish());
+    const absl::Status status = FromGrpc(reader_->Finish(), *ctx_);
     reader_.reset();
     ctx_.reset();
     if (!status.ok()) {

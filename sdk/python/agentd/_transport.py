@@ -13,6 +13,15 @@ import grpc
 from agentd import errors
 
 SESSION_HEADER = "x-agentd-session"
+RECORDED_TURN_HEADER = "x-agentd-turn-id"
+
+
+def _recorded_turn(err: grpc.RpcError) -> bool:
+    trailing = getattr(err, "trailing_metadata", None)
+    try:
+        return any(k == RECORDED_TURN_HEADER for k, _ in (trailing() or ()))
+    except Exception:  # not a grpc.Call (e.g. a test double): no metadata to read
+        return False
 
 
 @dataclasses.dataclass
@@ -63,7 +72,9 @@ class Transport:
             return False
         code = err.code()
         if code == grpc.StatusCode.UNAVAILABLE:
-            return True
+            # The outcome of a turn the server ran and recorded as failed (every deployment
+            # down after its own retries): final; a retry would only record another failed turn.
+            return not _recorded_turn(err)
         # A turn retried with its idempotency key while the first attempt still runs on the
         # server gets ABORTED ("still running; retry later"): wait and ask again.
         return retry_aborted and attempt > 0 and code == grpc.StatusCode.ABORTED

@@ -118,10 +118,18 @@ class AgentdProcess:
             "    type: openai\n"
             f"    base_url: http://127.0.0.1:{model_port}/v1\n"
             "    timeout_ms: 30000\n"
+            # Nothing listens on port 1: every call of model "down" fails to connect.
+            "  - name: nowhere\n"
+            "    type: openai\n"
+            "    base_url: http://127.0.0.1:1/v1\n"
+            "    timeout_ms: 2000\n"
             "models:\n"
             "  - name: slow\n"
             "    deployments:\n"
-            "      - { backend: gate, model: gate-model, weight: 1 }\n")
+            "      - { backend: gate, model: gate-model, weight: 1 }\n"
+            "  - name: down\n"
+            "    deployments:\n"
+            "      - { backend: nowhere, model: m, weight: 1 }\n")
         env = dict(os.environ, AGENTD_BOOTSTRAP_KEY=self.key)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

@@ -41,6 +41,22 @@ def test_turn_retried_with_same_idempotency_key_runs_once(rclient, recorder, uni
     assert session.get().proto.usage.model_calls == 1
 
 
+def test_a_turn_the_server_recorded_as_failed_is_not_retried(rclient, recorder, unique):
+    # Model "down" refuses every connection: the server retries and gives up (UNAVAILABLE) and
+    # records the failed turn; another attempt would only record another one.
+    session = rclient.create_session(rclient.create_agent(name=f"d-{unique}", model="down"))
+    with pytest.raises(agentd.Unavailable):
+        session.run("anyone there?")
+    assert len(recorder.methods("RunTurn")) == 1
+    with pytest.raises(agentd.Unavailable):
+        for _ in session.stream("still nobody?"):
+            pass
+    assert len(recorder.methods("StreamTurn")) == 1
+    assert len(_turn_starts(session)) == 2
+    failed = [e for e in session.events() if e.type == common_pb2.EVENT_TYPE_TURN_FAILED]
+    assert len(failed) == 2
+
+
 def test_every_tool_round_survives_a_lost_reply(rclient, recorder, unique):
     session = rclient.create_session(
         rclient.create_agent(name=f"rt-{unique}", model="echo", tools=[get_weather]))
