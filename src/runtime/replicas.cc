@@ -43,12 +43,9 @@ absl::StatusOr<ClaimState> InspectClaim(store::ContextStore* store,
 store::SessionWrite InterruptedTurnWrite(const std::string& project_id,
                                          const storage::SessionRecord& stored,
                                          const std::string& error) {
-  storage::SessionRecord record = stored;
+  store::SessionWrite w = store::SessionWrite::Replacing(project_id, stored);
+  storage::SessionRecord& record = w.record;
   v1::Session* s = record.mutable_session();
-  store::SessionWrite w;
-  w.project_id = project_id;
-  w.session_id = s->session_id();
-  w.expected_revision = stored.revision();
   v1::Event& e = w.events.emplace_back();
   e.set_session_id(s->session_id());
   e.set_seq(s->last_seq() + 1);
@@ -73,7 +70,6 @@ store::SessionWrite InterruptedTurnWrite(const std::string& project_id,
   record.clear_running_request_digest();
   record.clear_running_first_seq();
   record.clear_answered_tool_calls();
-  w.record = std::move(record);
   return w;
 }
 

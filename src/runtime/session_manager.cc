@@ -43,12 +43,8 @@ store::SessionWrite CancelPendingCallsWrite(const std::string& project_id,
                                             const storage::SessionRecord& stored,
                                             const std::string& turn_id,
                                             const std::string& reason) {
-  storage::SessionRecord record = stored;
-  v1::Session* s = record.mutable_session();
-  store::SessionWrite w;
-  w.project_id = project_id;
-  w.session_id = s->session_id();
-  w.expected_revision = stored.revision();
+  store::SessionWrite w = store::SessionWrite::Replacing(project_id, stored);
+  v1::Session* s = w.record.mutable_session();
   const google::protobuf::Timestamp now = NowProto();
   auto add = [&](v1::EventType type) -> v1::Event& {
     v1::Event& e = w.events.emplace_back();
@@ -60,7 +56,7 @@ store::SessionWrite CancelPendingCallsWrite(const std::string& project_id,
     return e;
   };
   add(v1::EVENT_TYPE_TURN_STARTED).mutable_turn()->set_turn_id(turn_id);
-  for (const v1::ToolCall& c : s->pending_tool_calls()) {
+  for (const v1::ToolCall& c : stored.session().pending_tool_calls()) {
     v1::ToolResult* r = add(v1::EVENT_TYPE_TOOL_RESULT).mutable_tool_result();
     r->set_tool_call_id(c.id());
     r->set_is_error(true);
@@ -75,7 +71,6 @@ store::SessionWrite CancelPendingCallsWrite(const std::string& project_id,
   *s->mutable_update_time() = now;
   s->set_status(v1::SESSION_STATUS_IDLE);
   s->clear_pending_tool_calls();
-  w.record = std::move(record);
   return w;
 }
 

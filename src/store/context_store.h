@@ -105,6 +105,18 @@ struct ScoredMemoryRecord {
 /// One logical write to a session: new events, the new session record and, optionally, the
 /// idempotency record of the turn that produced them. Committed atomically (one WriteBatch).
 struct SessionWrite {
+  /// A write that replaces `stored` (compare-and-set on its revision), starting from a copy of
+  /// it as the new record and no events.
+  static SessionWrite Replacing(const std::string& project_id,
+                                const storage::SessionRecord& stored) {
+    SessionWrite w;
+    w.project_id = project_id;
+    w.session_id = stored.session().session_id();
+    w.expected_revision = stored.revision();
+    w.record = stored;
+    return w;
+  }
+
   std::string project_id;
   std::string session_id;
   /// Compare-and-set: the write applies only if the stored record's revision equals this;
