@@ -339,6 +339,19 @@ TEST_F(OpenAiHttpTest, BadInputChangesNothing) {
             {"input",
              {{{"type", "function_call_output"}, {"call_id", "call_unknown"}, {"output", "x"}}}}}),
       400, "invalid_request_error");
+  // Two outputs for the one pending call: 400 (as OpenAI), nothing run.
+  std::string call_id;
+  for (const json& item : calling["output"]) {
+    if (item["type"] == "function_call") call_id = item["call_id"];
+  }
+  ASSERT_FALSE(call_id.empty()) << calling.dump();
+  ExpectError(Post("/v1/responses",
+                   {{"model", "echo"},
+                    {"previous_response_id", calling["id"]},
+                    {"input",
+                     {{{"type", "function_call_output"}, {"call_id", call_id}, {"output", "a"}},
+                      {{"type", "function_call_output"}, {"call_id", call_id}, {"output", "b"}}}}}),
+              400, "invalid_request_error");
   // A function_call_output on a new conversation answers nothing.
   ExpectError(
       Post("/v1/responses",

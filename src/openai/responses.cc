@@ -1,6 +1,7 @@
 // POST /v1/responses and /v1/responses/{id}: a response is one turn of an agentd session.
 #include <spdlog/spdlog.h>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -299,7 +300,12 @@ absl::Status CheckCallIds(const ResponseRequest& req, const std::vector<v1::Tool
     }
     return nullptr;
   };
+  absl::flat_hash_set<std::string> answered;
   for (const v1::ToolResult& r : req.tool_results) {
+    if (!answered.insert(r.tool_call_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "function_call_output call_id \"", r.tool_call_id(), "\" is answered more than once"));
+    }
     const v1::ToolCall* c = find(r.tool_call_id());
     if (c == nullptr || c->requires_approval()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -308,6 +314,11 @@ absl::Status CheckCallIds(const ResponseRequest& req, const std::vector<v1::Tool
     }
   }
   for (const v1::ToolApproval& a : req.approvals) {
+    if (!answered.insert(a.tool_call_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("mcp_approval_response approval_request_id \"",
+                                                     a.tool_call_id(),
+                                                     "\" is answered more than once"));
+    }
     const v1::ToolCall* c = find(a.tool_call_id());
     if (c == nullptr || !c->requires_approval()) {
       return absl::InvalidArgumentError(absl::StrCat("mcp_approval_response approval_request_id \"",

@@ -46,13 +46,15 @@ class TurnLink {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A turn that ran and was recorded (TURN_FAILED) but ends the call with an error: its id goes
-// in the trailing metadata (kRecordedTurnHeader), so a client can tell the turn's own outcome
-// (e.g. UNAVAILABLE: every deployment failed after the server's retries and fallbacks; an
-// automatic retry would record another failed turn) from a transport failure.
+// A turn that ran and failed on its own (TURN_FAILED, status FAILED: e.g. UNAVAILABLE, every
+// deployment failed after the server's retries and fallbacks): its id goes in the trailing
+// metadata (kRecordedTurnHeader), so a client can tell that outcome, which an automatic retry
+// would only record again, from a transport failure. Not for a turn cancelled because this
+// server is shutting down (UNAVAILABLE too): a retry on another replica is what is wanted.
 void MarkRecordedTurn(grpc::CallbackServerContext* ctx, const absl::Status& status,
                       const v1::TurnResult& result) {
-  if (!status.ok() && !result.turn_id().empty()) {
+  if (!status.ok() && !result.turn_id().empty() &&
+      result.status() == v1::TURN_STATUS_FAILED) {
     ctx->AddTrailingMetadata(kRecordedTurnHeader, result.turn_id());
   }
 }

@@ -12,8 +12,9 @@
 namespace agentd::rpc {
 
 /// Trailing metadata of a RunTurn/StreamTurn that fails with the outcome of a turn the server
-/// ran and recorded (TURN_FAILED): that turn's id. Absent when nothing was recorded (rejected
-/// before running, transport failure). SDKs do not retry such a failure on their own.
+/// ran and recorded as failed (TURN_FAILED, status FAILED): that turn's id. Absent when nothing
+/// was recorded (rejected before running, transport failure) and for turns cancelled by a
+/// shutdown. SDKs do not retry such a failure on their own.
 inline constexpr char kRecordedTurnHeader[] = "x-agentd-turn-id";
 
 /// RunTurn: starts the turn and finishes with its TurnResult (or error).

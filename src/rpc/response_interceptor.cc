@@ -3,8 +3,11 @@
 #include <google/protobuf/descriptor.h>
 #include <spdlog/spdlog.h>
 
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
@@ -38,20 +41,35 @@ class ResponseInterceptor final : public grpc::experimental::Interceptor {
   explicit ResponseInterceptor(const char* method) : method_(method == nullptr ? "" : method) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      // The client's own id, when sane (as CallScope takes it), for calls no handler sees.
+      std::multimap<grpc::string_ref, grpc::string_ref>* md = methods->GetRecvInitialMetadata();
+      if (md != nullptr) {
+        auto it = md->find(kRequestIdKey);
+        if (it != md->end()) {
+          std::string given(it->second.data(), it->second.size());
+          if (ValidateId("request id", given).ok()) client_request_id_ = std::move(given);
+        }
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      unparsed_ = true;  // gRPC could not deserialize the request: no handler will run
+    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
       std::multimap<std::string, std::string>* md = methods->GetSendInitialMetadata();
       auto it = md->find(kRequestIdKey);
       if (it != md->end()) {
         request_id_ = it->second;
       } else {
-        request_id_ = NewId("req_");
+        request_id_ = client_request_id_.empty() ? NewId("req_") : client_request_id_;
         md->emplace(kRequestIdKey, request_id_);
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      // gRPC's answer to request bytes it could not parse: no agentd handler ran.
-      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+      // gRPC's answer to request bytes it could not parse (no agentd handler ran).
+      if (unparsed_ && status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
           status.error_message().empty()) {
         const std::string type = AgentdRequestType(method_);
         if (!type.empty()) {
@@ -72,10 +90,18 @@ class ResponseInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   const std::string method_;
+  std::string client_request_id_;  // a sane x-agentd-request-id the client sent
   std::string request_id_;
+  bool unparsed_ = false;
 };
 
 }  // namespace
+
+void AddResponseInterceptor(grpc::ServerBuilder* builder) {
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<ResponseInterceptorFactory>());
+  builder->experimental().SetInterceptorCreators(std::move(creators));
+}
 
 grpc::experimental::Interceptor* ResponseInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {

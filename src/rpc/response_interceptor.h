@@ -9,6 +9,7 @@
 //   UNIMPLEMENTED.
 #pragma once
 
+#include <grpcpp/server_builder.h>
 #include <grpcpp/support/server_interceptor.h>
 
 namespace agentd::rpc {
@@ -20,5 +21,8 @@ class ResponseInterceptorFactory final
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 };
+
+/// Installs ResponseInterceptorFactory as `builder`'s only interceptor.
+void AddResponseInterceptor(grpc::ServerBuilder* builder);
 
 }  // namespace agentd::rpc

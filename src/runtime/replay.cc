@@ -166,8 +166,9 @@ void ReplayRun::OnTurn(const absl::Status& status, const v1::TurnResult& result)
     End(status);
     return;
   }
-  // A turn can end FAILED or CANCELLED with an OK call (e.g. cancelled because the replay's
-  // own caller went away): that ends the replay too, and its session is removed.
+  // A turn can end FAILED or CANCELLED with an OK call (e.g. a CancelTurn on the replay's
+  // session; a replay caller that went away gets a non-OK status, above): that ends the replay
+  // too, and its session is removed.
   if (result.status() == v1::TURN_STATUS_CANCELLED) {
     End(absl::CancelledError(absl::StrCat("replay: input turn ", step_ + 1, " was cancelled",
                                           result.error().empty() ? "" : ": ", result.error())));

@@ -374,7 +374,7 @@ void SessionManager::CancelTurn(
       }
     }
     if (st.ok() && rec->session().status() == v1::SESSION_STATUS_REQUIRES_ACTION) {
-      CancelPendingCalls(project_id, *rec, std::move(done));
+      CancelPendingCalls(project_id, session_id, done);
       return;
     }
     if (st.ok()) {
@@ -385,21 +385,58 @@ void SessionManager::CancelTurn(
     done(st, v1::TurnResult());
     return;
   }
+  CancelRunning(running, done);
+}
+
+void SessionManager::CancelRunning(
+    const std::shared_ptr<Turn>& running,
+    const std::function<void(const absl::Status&, const v1::TurnResult&)>& done) {
   running->Cancel("cancelled by CancelTurn");
-  running->AddFinishListener(std::move(done));
+  // The answer is the turn's final result, whatever ended it first (this cancel, its caller
+  // going away, its own failure); an error only when it ended without one (dropped unrun).
+  running->AddFinishListener([done](const absl::Status& status, const v1::TurnResult& result) {
+    done(result.turn_id().empty() ? status : absl::OkStatus(), result);
+  });
 }
 
 void SessionManager::CancelPendingCalls(
-    const std::string& project_id, const storage::SessionRecord& record,
+    const std::string& project_id, const std::string& session_id,
     const std::function<void(const absl::Status&, const v1::TurnResult&)>& done) {
   const std::string turn_id = NewId("turn_");
   const std::string reason = "cancelled by CancelTurn";
-  store::SessionWrite w = CancelPendingCallsWrite(project_id, record, turn_id, reason);
-  absl::Status st = deps_.store->CommitSessionWrite(w);
+  const std::string key = EventHub::Key(project_id, session_id);
+  store::SessionWrite w;
+  absl::Status st;
+  std::shared_ptr<Turn> running;
+  {
+    // Under mu_, like SubmitTurn: a turn answering these calls submitted meanwhile is either in
+    // the slot already (it is cancelled instead) or starts after this commit and finds nothing
+    // pending; it never makes its model call only to lose the revision check afterwards.
+    absl::MutexLock lock(&mu_);
+    auto it = slots_.find(key);
+    if (it != slots_.end()) running = it->second.running;
+    if (running == nullptr) {
+      absl::StatusOr<storage::SessionRecord> rec = deps_.store->GetSession(project_id, session_id);
+      if (!rec.ok()) {
+        st = absl::IsNotFound(rec.status()) ? SessionNotFound(session_id) : rec.status();
+      } else if (rec->session().status() != v1::SESSION_STATUS_REQUIRES_ACTION) {
+        st = absl::FailedPreconditionError(
+            absl::StrCat("no turn is running and no tool call is pending on session \"",
+                         session_id, "\""));
+      } else {
+        w = CancelPendingCallsWrite(project_id, *rec, turn_id, reason);
+        st = deps_.store->CommitSessionWrite(w);
+      }
+    }
+  }
+  if (running != nullptr) {
+    CancelRunning(running, done);
+    return;
+  }
   if (absl::IsAborted(st)) {
-    // A turn answering the calls (or another CancelTurn) got there first.
+    // Another replica's turn answering the calls (or its CancelTurn) got there first.
     st = absl::AbortedError(
-        absl::StrCat("session \"", w.session_id,
+        absl::StrCat("session \"", session_id,
                      "\" changed while its pending tool calls were being cancelled; read it "
                      "again and retry"));
   }
@@ -407,7 +444,7 @@ void SessionManager::CancelPendingCalls(
     done(st, v1::TurnResult());
     return;
   }
-  const std::string key = EventHub::Key(project_id, w.session_id);
+  if (deps_.metrics != nullptr) deps_.metrics->TurnFinished(metrics::TurnOutcome::kCancelled, 0);
   deps_.history->Erase(key);
   deps_.hub->Publish(key, w.events);
   v1::TurnResult result;

@@ -138,10 +138,14 @@ class SessionManager {
                     std::function<void(const absl::Status&, const v1::TurnResult&)> done);
   /// CancelTurn on a session in REQUIRES_ACTION: appends a turn answering each pending call
   /// with an error result (so the log stays valid for the model) and leaves the session IDLE.
-  /// ABORTED if the session changed meanwhile (revision check).
+  /// Reads and commits under mu_ (see SubmitTurn); a turn that got into the slot first is
+  /// cancelled instead. ABORTED if another replica changed the session meanwhile.
   void CancelPendingCalls(
-      const std::string& project_id, const storage::SessionRecord& record,
+      const std::string& project_id, const std::string& session_id,
       const std::function<void(const absl::Status&, const v1::TurnResult&)>& done);
+  /// Cancels a turn running here; `done` gets its final result (OK whenever there is one).
+  void CancelRunning(const std::shared_ptr<Turn>& running,
+                     const std::function<void(const absl::Status&, const v1::TurnResult&)>& done);
   /// The result of a finished turn, rebuilt from its events (TURN_STARTED at `first_seq`).
   absl::StatusOr<v1::TurnResult> ReadTurnResult(const std::string& project_id,
                                                 const std::string& session_id,

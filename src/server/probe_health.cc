@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "rpc/response_interceptor.h"
 
 namespace agentd::server {
 
@@ -33,6 +34,7 @@ absl::StatusOr<std::unique_ptr<ProbeHealthServer>> ProbeHealthServer::Start(
   builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &probe->port_);
   builder.RegisterService(&probe->service_);
+  rpc::AddResponseInterceptor(&builder);  // request ids here too (docs/api.md)
   probe->server_ = builder.BuildAndStart();
   if (probe->server_ == nullptr || probe->port_ == 0) {
     return absl::UnavailableError(

@@ -309,13 +309,8 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->tool_service_.get());
   builder.RegisterService(server->reflection_service_.get());
-  {
-    // Request ids on every response and INVALID_ARGUMENT for unparseable requests
-    // (rpc/response_interceptor.h).
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(std::make_unique<rpc::ResponseInterceptorFactory>());
-    builder.experimental().SetInterceptorCreators(std::move(creators));
-  }
+  // Request ids on every response, INVALID_ARGUMENT for unparseable requests.
+  rpc::AddResponseInterceptor(&builder);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen,

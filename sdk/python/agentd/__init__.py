@@ -31,15 +31,16 @@ from agentd.errors import (Aborted, AgentdError, AlreadyExists, Cancelled, DataL
                            Unauthenticated, Unavailable, Unimplemented, Unknown)
 from agentd.results import RunResult, TurnStatus, Usage
 from agentd.session import Session, StateEntry, TurnStream
-from agentd.tools import Tool, ToolArgumentError, ToolDefinitionError, builtin_tool, tool
+from agentd.tools import (AsyncToolError, Tool, ToolArgumentError, ToolDefinitionError,
+                          builtin_tool, tool)
 from agentd.v1 import agent_pb2, common_pb2, memory_pb2, project_pb2, session_pb2
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Client", "Memory", "RetryPolicy", "Session", "StateEntry", "TurnStream", "RunResult",
-    "TurnStatus", "Usage", "Tool", "ToolArgumentError", "ToolDefinitionError", "tool",
-    "builtin_tool",
+    "TurnStatus", "Usage", "Tool", "AsyncToolError", "ToolArgumentError", "ToolDefinitionError",
+    "tool", "builtin_tool",
     "AgentdError", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "Unauthenticated", "Unavailable", "Unimplemented",

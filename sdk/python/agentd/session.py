@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional,
 
 from agentd import errors
 from agentd.results import RunResult
-from agentd.tools import Tool, ToolArgumentError, as_tool
+from agentd.tools import AsyncToolError, Tool, ToolArgumentError, as_tool
 from agentd.v1 import agent_pb2, common_pb2, session_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,6 +116,8 @@ def run_tool_calls(calls: Sequence[common_pb2.ToolCall],
             output, is_error = tools[call.name].invoke(call.arguments_json), False
         except ToolArgumentError as e:
             output, is_error = f"invalid arguments for {call.name}: {e}", True
+        except AsyncToolError:
+            raise  # the program's mistake, not the tool's answer
         except Exception as e:  # the tool's own failure goes back to the model
             output, is_error = f"{type(e).__name__}: {e}", True
         # A str the tool made up from bytes (lone surrogates) cannot go into a proto string.
@@ -297,7 +299,8 @@ class Session:
                                     role, approvals))
 
     def cancel(self) -> RunResult:
-        """Cancels the running turn; returns its final result. FailedPrecondition if none runs."""
+        """Cancels the running turn and returns its final result; on a session waiting for
+        tool results, cancels those calls instead. FailedPrecondition if nothing runs or waits."""
         return RunResult(turns=[self._call("CancelTurn",
                                            session_pb2.CancelTurnRequest(session_id=self.session_id))])
 

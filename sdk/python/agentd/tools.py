@@ -33,6 +33,11 @@ class ToolArgumentError(ValueError):
     """The model's arguments do not fit the tool's parameters."""
 
 
+class AsyncToolError(RuntimeError):
+    """An ``async def`` tool was called from inside a running event loop: a mistake in the
+    program, raised to it (not sent to the model as the tool's error)."""
+
+
 class Tool:
     """A Python function exposed to the model as a CLIENT tool.
 
@@ -127,7 +132,7 @@ def _await(awaitable: Any, name: str) -> Any:
         return asyncio.run(run())
     if inspect.iscoroutine(awaitable):
         awaitable.close()  # never awaited: don't leave a warning behind
-    raise RuntimeError(
+    raise AsyncToolError(
         f"async tool {name!r} called inside a running event loop: the agentd SDK is "
         "synchronous; call run()/stream() from another thread (e.g. asyncio.to_thread)")
 

@@ -172,7 +172,7 @@ def test_async_tool_inside_a_running_loop_is_a_clear_error():
         return city
 
     async def main():
-        with pytest.raises(RuntimeError, match="running event loop"):
+        with pytest.raises(agentd.AsyncToolError, match="running event loop"):
             slow_weather.invoke('{"city": "Oslo"}')
 
     asyncio.run(main())
