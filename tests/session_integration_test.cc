@@ -294,9 +294,11 @@ struct RawReply {
 
 // Sends `bytes` as the request of `method`, as a client with a broken encoder would.
 RawReply RawUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                  const std::string& bytes, bool server_streaming = false) {
+                  const std::string& bytes, bool server_streaming = false,
+                  const std::string& request_id = "") {
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
+  if (!request_id.empty()) ctx.AddMetadata("x-agentd-request-id", request_id);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   grpc::Slice slice(bytes);
   grpc::ByteBuffer request(&slice, 1);
@@ -348,6 +350,11 @@ TEST_F(SessionTest, UnparseableRequestsAreInvalidArgumentWithARequestId) {
         << what << ": " << r.status.error_message();
     EXPECT_FALSE(r.request_id.empty()) << what;
   }
+  // The client's own id comes back, as for calls that reach a handler.
+  EXPECT_EQ(RawUnary(h_.channel(), "/agentd.v1.SessionService/GetSession", "\xff", false,
+                     "client-chosen-id-1")
+                .request_id,
+            "client-chosen-id-1");
   RawReply stream = RawUnary(h_.channel(), "/agentd.v1.SessionService/StreamTurn",
                              std::string("\x0a\x02\xc3\x28", 4), /*server_streaming=*/true);
   EXPECT_EQ(stream.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
@@ -496,7 +503,8 @@ TEST(DrainTest, TurnsPastTheGracePeriodAreRecordedAsInterrupted) {
   h.scripted().Push({.text = "too slow", .delay = absl::Seconds(30)});
   v1::TurnResult r;
   grpc::Status st;
-  std::thread t([&] { st = h.sessions().RunTurn(testing::Ctx(60).get(), [&] {
+  auto ctx = testing::Ctx(60);
+  std::thread t([&] { st = h.sessions().RunTurn(ctx.get(), [&] {
     v1::RunTurnRequest req;
     req.set_session_id(s.session_id());
     req.add_input()->set_text("slow");
@@ -508,6 +516,8 @@ TEST(DrainTest, TurnsPastTheGracePeriodAreRecordedAsInterrupted) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   t.join();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // Not the turn's own failure: no x-agentd-turn-id, so SDKs retry it (on another replica).
+  EXPECT_EQ(ctx->GetServerTrailingMetadata().count("x-agentd-turn-id"), 0u);
   h.Restart();
   auto events = h.AllEvents(s.session_id());
   ASSERT_FALSE(events.empty());

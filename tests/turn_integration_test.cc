@@ -305,13 +305,22 @@ TEST_F(TurnTest, ModelFailureIsRecordedAndLeavesNoTraceInLaterContext) {
   // The router retries UNAVAILABLE twice (max_retries 2): three failures exhaust it.
   for (int i = 0; i < 3; ++i) h_.scripted().Push({.error = absl::UnavailableError("backend down")});
   v1::TurnResult r;
-  grpc::Status st = h_.Send(s.session_id(), "lost?", &r);
+  v1::RunTurnRequest lost;
+  lost.set_session_id(s.session_id());
+  lost.add_input()->set_text("lost?");
+  auto ctx = Ctx();
+  grpc::Status st = h_.sessions().RunTurn(ctx.get(), lost, &r);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The failure is the recorded turn's: its id is in the trailing metadata (SDKs don't retry).
+  auto trailing = ctx->GetServerTrailingMetadata();
+  ASSERT_EQ(trailing.count("x-agentd-turn-id"), 1u);
   EXPECT_EQ(h_.scripted().requests().size(), 3u);
   auto events = h_.AllEvents(s.session_id());
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().type(), v1::EVENT_TYPE_TURN_FAILED);
   EXPECT_NE(events.back().turn().error().find("backend down"), std::string::npos);
+  const grpc::string_ref named = trailing.find("x-agentd-turn-id")->second;
+  EXPECT_EQ(std::string(named.data(), named.size()), events.back().turn_id());
 
   v1::GetSessionRequest get;
   get.set_session_id(s.session_id());
