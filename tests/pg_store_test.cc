@@ -74,11 +74,7 @@ storage::SessionRecord Session(const std::string& id) {
 
 SessionWrite Next(const std::string& project, const storage::SessionRecord& current,
                   const std::string& text) {
-  SessionWrite w;
-  w.project_id = project;
-  w.session_id = current.session().session_id();
-  w.expected_revision = current.revision();
-  w.record = current;
+  SessionWrite w = SessionWrite::Replacing(project, current);
   v1::Event& e = w.events.emplace_back();
   e.set_session_id(w.session_id);
   e.set_seq(current.session().last_seq() + 1);
