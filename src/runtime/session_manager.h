@@ -26,6 +26,10 @@
 
 namespace agentd::runtime {
 
+/// `status`, except that NOT_FOUND becomes "session \"<session_id>\" not found" (the one
+/// message every session RPC gives, whatever the store said).
+absl::Status SessionNotFoundAs(const absl::Status& status, const std::string& session_id);
+
 class ReplayRun;
 class SessionExporter;
 class SessionImporter;

@@ -19,11 +19,6 @@ namespace {
 /// Sessions removed per store call by SweepExpired.
 constexpr int64_t kSweepBatch = 1000;
 
-absl::Status NotFoundAs(const absl::Status& st, const std::string& session_id) {
-  if (!absl::IsNotFound(st)) return st;
-  return absl::NotFoundError(absl::StrCat("session \"", session_id, "\" not found"));
-}
-
 /// The events of turn `turn_id`, which ends at `end_seq`: read backwards in growing windows
 /// until its TURN_STARTED (a turn is at most a few thousand events).
 absl::StatusOr<std::vector<v1::Event>> ReadTurn(store::ContextStore* store,
@@ -101,7 +96,7 @@ absl::StatusOr<v1::Session> SessionManager::Fork(const std::string& project_id,
   }
   absl::StatusOr<storage::SessionRecord> parent =
       deps_.store->GetSession(project_id, request.session_id());
-  AGENTD_RETURN_IF_ERROR(NotFoundAs(parent.status(), request.session_id()));
+  AGENTD_RETURN_IF_ERROR(SessionNotFoundAs(parent.status(), request.session_id()));
   return ForkAt(project_id, request.session_id(), parent->session().last_seq(),
                 request.new_session_id());
 }
@@ -114,7 +109,7 @@ absl::StatusOr<v1::Session> SessionManager::ForkAt(const std::string& project_id
     AGENTD_RETURN_IF_ERROR(ValidateId("new_session_id", new_session_id));
   }
   absl::StatusOr<storage::SessionRecord> parent = deps_.store->GetSession(project_id, session_id);
-  AGENTD_RETURN_IF_ERROR(NotFoundAs(parent.status(), session_id));
+  AGENTD_RETURN_IF_ERROR(SessionNotFoundAs(parent.status(), session_id));
   const v1::Session& p = parent->session();
   if (at_seq < 0 || at_seq > p.last_seq()) {
     return absl::InvalidArgumentError(absl::StrCat("at_seq ", at_seq, " is past the last_seq ",
@@ -139,7 +134,7 @@ absl::StatusOr<v1::Session> SessionManager::ForkAt(const std::string& project_id
     return absl::AlreadyExistsError(
         absl::StrCat("session \"", s->session_id(), "\" already exists"));
   }
-  AGENTD_RETURN_IF_ERROR(NotFoundAs(st, session_id));
+  AGENTD_RETURN_IF_ERROR(SessionNotFoundAs(st, session_id));
   deps_.history->Erase(EventHub::Key(project_id, s->session_id()));
   return *s;
 }
