@@ -240,7 +240,9 @@ void AddTurnGroup(CLI::App& app, Dispatch* d) {
   turn->require_subcommand(1);
   auto id = std::make_shared<std::string>();
   CLI::App* cancel = AddCommand(
-      *turn, "cancel", "Cancel the turn running on a session (FAILED_PRECONDITION if none runs)",
+      *turn, "cancel",
+      "Cancel the turn running on a session, or the tool calls it waits for "
+      "(FAILED_PRECONDITION if neither)",
       "  agentctl turn cancel sess_0123\n  agentctl turn cancel sess_0123 -o json");
   cancel->add_option("SESSION", *id, "Session id")->required();
   cancel->callback([d, id] { d->action = [id](Connection& c) { return CancelTurn(c, *id); }; });
