@@ -248,6 +248,27 @@ TEST(RenderContextTest, EarlierEventsAreEncodedOnceAndReleasedWhenTheWindowMoves
   // ones before it.
   const std::vector<backend::ChatMessage> again = RenderContext(agent, view, plan, &cache);
   EXPECT_EQ(again[2].encoded.get(), first[2].encoded.get());
+  // ... and elides their fields: the encoding says it all, so the text is not copied again.
+  for (size_t m = 1; m < 5; ++m) {
+    EXPECT_FALSE(first[m].elided) << m;
+    EXPECT_TRUE(again[m].elided) << m;
+    EXPECT_EQ(again[m].role, first[m].role) << m;
+    EXPECT_TRUE(again[m].text.empty() && again[m].tool_calls.empty()) << m;
+  }
+  EXPECT_FALSE(again[5].elided);
+  EXPECT_EQ(again[5].text, first[5].text);
+  backend::ModelRequest elided;
+  elided.messages = again;
+  EXPECT_EQ(*backend::openai::BuildChatRequestBody(elided),
+            *backend::openai::BuildChatRequestBody(without));
+  // Decoded for a backend that reads fields, they are the messages rendered without encodings.
+  ASSERT_TRUE(backend::openai::ExpandElidedMessages(&elided.messages).ok());
+  for (size_t m = 0; m < elided.messages.size(); ++m) {
+    EXPECT_EQ(elided.messages[m].role, without.messages[m].role) << m;
+    EXPECT_EQ(elided.messages[m].text, without.messages[m].text) << m;
+    EXPECT_EQ(elided.messages[m].tool_call_id, without.messages[m].tool_call_id) << m;
+    ASSERT_EQ(elided.messages[m].tool_calls.size(), without.messages[m].tool_calls.size()) << m;
+  }
   ContextPlan later = plan;
   later.included = {4, 6, 7};
   RenderContext(agent, view, later, &cache);

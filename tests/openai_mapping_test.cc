@@ -129,6 +129,58 @@ TEST(OpenAiRequestTest, KeptEncodingsAreCopiedAsIsAndMatchTheFields) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(OpenAiRequestTest, DecodingAnEncodedMessageGivesItsFieldsBack) {
+  std::vector<ChatMessage> messages = Conversation().messages;
+  ChatMessage odd = Msg(v1::ROLE_ASSISTANT, "line1\nline2 \"q\" \x01 é 中文 🙂");
+  odd.tool_calls.push_back(Tc("id\"1", "f", R"({"s":"a\"b"})"));
+  odd.tool_calls.push_back(Tc("id2", "g", ""));  // sent as "{}"
+  messages.push_back(odd);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    absl::StatusOr<std::string> e = openai::EncodeChatMessage(m);
+    ASSERT_TRUE(e.ok()) << e.status();
+    absl::StatusOr<ChatMessage> d = openai::DecodeChatMessage(*e);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->role, m.role) << i;
+    EXPECT_EQ(d->text, m.text) << i;
+    EXPECT_EQ(d->tool_call_id, m.tool_call_id) << i;
+    ASSERT_EQ(d->tool_calls.size(), m.tool_calls.size()) << i;
+    for (size_t c = 0; c < m.tool_calls.size(); ++c) {
+      EXPECT_EQ(d->tool_calls[c].id(), m.tool_calls[c].id());
+      EXPECT_EQ(d->tool_calls[c].name(), m.tool_calls[c].name());
+      const std::string& args = m.tool_calls[c].arguments_json();
+      EXPECT_EQ(d->tool_calls[c].arguments_json(), args.empty() ? "{}" : args);
+    }
+    EXPECT_EQ(*openai::EncodeChatMessage(*d), *e) << i;
+  }
+  for (const char* bad : {"", "[]", "not json", R"({"content":"x"})", R"({"role":"robot"})"}) {
+    EXPECT_EQ(openai::DecodeChatMessage(bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(OpenAiRequestTest, ExpandingElidedMessagesRestoresTheirFieldsAndKeepsTheEncodings) {
+  const ModelRequest plain = Conversation();
+  ModelRequest elided = Conversation();
+  for (ChatMessage& m : elided.messages) {
+    auto e = std::make_shared<const std::string>(*openai::EncodeChatMessage(m));
+    m = ChatMessage{m.role, "", {}, "", e, /*elided=*/true};
+  }
+  elided.messages[0] = plain.messages[0];  // a message sent in full stays as it is
+  EXPECT_EQ(*openai::BuildChatRequestBody(elided), *openai::BuildChatRequestBody(plain));
+  ModelRequest expanded = elided;
+  ASSERT_TRUE(openai::ExpandElidedMessages(&expanded.messages).ok());
+  for (size_t i = 0; i < plain.messages.size(); ++i) {
+    EXPECT_FALSE(expanded.messages[i].elided) << i;
+    EXPECT_EQ(expanded.messages[i].text, plain.messages[i].text) << i;
+    EXPECT_EQ(expanded.messages[i].tool_calls.size(), plain.messages[i].tool_calls.size()) << i;
+    EXPECT_EQ(expanded.messages[i].tool_call_id, plain.messages[i].tool_call_id) << i;
+    EXPECT_EQ(expanded.messages[i].encoded, elided.messages[i].encoded) << i;
+  }
+  elided.messages[1].encoded = nullptr;
+  EXPECT_EQ(openai::ExpandElidedMessages(&elided.messages).code(), absl::StatusCode::kInternal);
+}
+
 TEST(OpenAiRequestTest, StreamingAddsUsageOptionAndNoToolsKeyWithoutTools) {
   ModelRequest r;
   r.model = "m";

@@ -242,13 +242,48 @@ TEST_F(RouterTest, ValidateRejectsUnknownAndSelfFallbacks) {
 }
 
 /// Answers like echo, and says it sends kept message encodings (as the OpenAI backend does).
+/// Keeps the messages of the last request.
 class EncodingBackend final : public InferenceBackend {
  public:
   std::shared_ptr<ModelCall> Start(const ModelRequest& request, ModelCallbacks callbacks) override {
+    last_messages = request.messages;
     return EchoBackend().Start(request, std::move(callbacks));
   }
   bool UsesEncodedMessages() const override { return true; }
+  std::vector<ChatMessage> last_messages;
 };
+
+TEST_F(RouterTest, ElidedMessagesAreDecodedOnlyForABackendThatReadsFields) {
+  auto wire = std::make_shared<EncodingBackend>();
+  ASSERT_TRUE(router_->RegisterBackend("wire", wire).ok());
+  ASSERT_TRUE(router_->AddModel({"w", {{"wire", "x", 1}}, {}}).ok());
+  ASSERT_TRUE(router_->AddModel({"s", {{"a", "x", 1}}, {}}).ok());
+  ModelRequest r = Request("w");
+  auto encoded = std::make_shared<const std::string>(R"({"content":"earlier","role":"user"})");
+  r.messages.insert(r.messages.begin(), ChatMessage{v1::ROLE_USER, "", {}, "", encoded, true});
+  Outcome to_wire;
+  router_->Start(r, Capture(&to_wire));
+  ASSERT_TRUE(to_wire.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(to_wire.result.ok()) << to_wire.result.status();
+  ASSERT_EQ(wire->last_messages.size(), 2u);
+  EXPECT_TRUE(wire->last_messages[0].elided);  // sent as its encoding
+  EXPECT_EQ(wire->last_messages[0].text, "");
+
+  a_->Push(Ok("fine"));
+  r.model = "s";
+  Outcome to_fields;
+  router_->Start(r, Capture(&to_fields));
+  ASSERT_TRUE(to_fields.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(to_fields.result.ok()) << to_fields.result.status();
+  const std::vector<ModelRequest> seen = a_->requests();
+  ASSERT_EQ(seen.size(), 1u);
+  const std::vector<ChatMessage>& got = seen[0].messages;
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_FALSE(got[0].elided);
+  EXPECT_EQ(got[0].text, "earlier");
+  EXPECT_EQ(got[0].role, v1::ROLE_USER);
+  EXPECT_EQ(got[1].text, "hi");
+}
 
 TEST_F(RouterTest, AModelUsesEncodedMessagesIfAnyDeploymentOrFallbackSendsThem) {
   ASSERT_TRUE(router_->RegisterBackend("wire", std::make_shared<EncodingBackend>()).ok());

@@ -40,6 +40,12 @@ struct ChatMessage {
   /// the OpenAI-compatible backend copies it instead of escaping the text again. Other
   /// backends read the fields above.
   std::shared_ptr<const std::string> encoded;
+  /// True if the caller left text, tool_calls and tool_call_id empty because `encoded` holds
+  /// them (the turn engine does, for messages it already sent once: copying a whole context
+  /// window per call was most of the cost of assembling a request). Only a backend whose
+  /// UsesEncodedMessages() is true receives such messages: ModelRouter decodes them for any
+  /// other (openai::ExpandElidedMessages).
+  bool elided = false;
 };
 
 struct ToolDefinition {

@@ -11,11 +11,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/echo_backend.h"
+#include "backend/openai_mapping.h"
 #include "metrics/agentd_metrics.h"
 #include "metrics/trace_context.h"
 
 namespace agentd::backend {
 namespace {
+
+bool HasElided(const ModelRequest& request) {
+  return std::any_of(request.messages.begin(), request.messages.end(),
+                     [](const ChatMessage& m) { return m.elided; });
+}
 
 }  // namespace
 
@@ -175,7 +181,21 @@ class ModelRouter::RoutedCall final : public ModelCall,
     };
     std::shared_ptr<InferenceBackend> backend = router_->BackendImpl(d.backend);
     attempt_start_ = std::chrono::steady_clock::now();
-    std::shared_ptr<ModelCall> call = backend->Start(request_, std::move(cb));
+    const ModelRequest* request = &request_;
+    if (!backend->UsesEncodedMessages() && HasElided(request_)) {
+      // A fallback that reads message fields: decoded once, kept for later attempts.
+      if (expanded_ == nullptr) {
+        auto copy = std::make_unique<ModelRequest>(request_);
+        if (absl::Status st = openai::ExpandElidedMessages(&copy->messages); !st.ok()) {
+          cb.on_done(std::move(st));
+          return;
+        }
+        expanded_ = std::move(copy);
+      }
+      expanded_->model = d.model;
+      request = expanded_.get();
+    }
+    std::shared_ptr<ModelCall> call = backend->Start(*request, std::move(cb));
     bool cancel_now = false;
     {
       absl::MutexLock lock(&mu_);
@@ -303,6 +323,7 @@ class ModelRouter::RoutedCall final : public ModelCall,
 
   ModelRouter* const router_;
   ModelRequest request_;  // .model is rewritten per attempt (StartOn); the rest is fixed
+  std::unique_ptr<ModelRequest> expanded_;  // request_ with elided messages decoded (StartOn)
   ModelCallbacks callbacks_;
   std::vector<std::string> chain_;  // the model, then its fallbacks
   size_t pos_ = 0;

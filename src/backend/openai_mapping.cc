@@ -196,6 +196,48 @@ absl::StatusOr<std::string> EncodeChatMessage(const ChatMessage& message) {
   return out;
 }
 
+absl::StatusOr<ChatMessage> DecodeChatMessage(absl::string_view encoded) {
+  json obj = json::parse(encoded.begin(), encoded.end(), nullptr, /*allow_exceptions=*/false);
+  if (!obj.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a chat message object: ", Truncate(encoded, 120)));
+  }
+  ChatMessage m;
+  const std::string role = Str(obj, "role");
+  for (v1::Role r : {v1::ROLE_SYSTEM, v1::ROLE_USER, v1::ROLE_ASSISTANT, v1::ROLE_TOOL}) {
+    if (role == RoleName(r)) m.role = r;
+  }
+  if (m.role == v1::ROLE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat("chat message without a known role: ", role));
+  }
+  if (auto content = obj.find("content"); content != obj.end()) m.text = ContentText(*content);
+  m.tool_call_id = Str(obj, "tool_call_id");
+  if (auto calls = obj.find("tool_calls"); calls != obj.end() && calls->is_array()) {
+    for (const json& c : *calls) {
+      v1::ToolCall& tc = m.tool_calls.emplace_back();
+      tc.set_id(Str(c, "id"));
+      const json* function = c.is_object() && c.contains("function") ? &c["function"] : nullptr;
+      if (function != nullptr) {
+        tc.set_name(Str(*function, "name"));
+        tc.set_arguments_json(Arguments(*function));
+      }
+    }
+  }
+  return m;
+}
+
+absl::Status ExpandElidedMessages(std::vector<ChatMessage>* messages) {
+  for (ChatMessage& m : *messages) {
+    if (!m.elided) continue;
+    if (m.encoded == nullptr) return absl::InternalError("elided chat message without encoding");
+    absl::StatusOr<ChatMessage> full = DecodeChatMessage(*m.encoded);
+    if (!full.ok()) return full.status();
+    full->encoded = std::move(m.encoded);
+    m = *std::move(full);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
   // Written straight into the body (no JSON tree): this runs for every model call, over the
   // whole context window. Keys in sorted order, the way nlohmann::json would dump them; invalid

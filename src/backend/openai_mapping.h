@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,6 +29,15 @@ using backend::kRetryAfterPayload;
 /// One message as the object BuildChatRequestBody writes for it (ChatMessage::encoded is not
 /// consulted); INVALID_ARGUMENT without a role. For callers that keep encodings across calls.
 [[nodiscard]] absl::StatusOr<std::string> EncodeChatMessage(const ChatMessage& message);
+
+/// The message an EncodeChatMessage output stands for (role, text, tool calls with id, name
+/// and arguments, tool_call_id); INVALID_ARGUMENT if `encoded` is not such an object. Text that
+/// was not valid UTF-8 comes back with the replacements the encoding made.
+[[nodiscard]] absl::StatusOr<ChatMessage> DecodeChatMessage(absl::string_view encoded);
+
+/// Restores the fields of every elided message (ChatMessage::elided) from its encoding, for a
+/// backend that reads fields. The encodings stay attached.
+[[nodiscard]] absl::Status ExpandElidedMessages(std::vector<ChatMessage>* messages);
 
 /// Parses a non-streaming 2xx response body. `served_by` is left empty. UNAVAILABLE (retryable)
 /// for malformed JSON or empty `choices`; an `error` object in the body maps like an HTTP error.

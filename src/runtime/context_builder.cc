@@ -43,10 +43,12 @@ class FailedTurnFilter {
   std::string failed_turn_;
 };
 
+v1::Role ToChatRole(v1::Role role) { return role == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : role; }
+
 backend::ChatMessage ToChat(const v1::Event& e) {
   backend::ChatMessage m;
   if (e.has_message()) {
-    m.role = e.message().role() == v1::ROLE_UNSPECIFIED ? v1::ROLE_USER : e.message().role();
+    m.role = ToChatRole(e.message().role());
     m.text = e.message().text();
     m.tool_calls.assign(e.message().tool_calls().begin(), e.message().tool_calls().end());
   } else {
@@ -161,14 +163,19 @@ std::vector<backend::ChatMessage> RenderContext(const v1::Agent& agent, const Lo
     encoded->from = first;  // back with the window too, so what comes back is released again
   }
   for (size_t i : plan.included) {
+    if (encoded != nullptr && i < earlier && encoded->slots[i] != nullptr) {
+      // Sent before: the encoding stands for the message; its text is not copied again.
+      backend::ChatMessage& m = messages.emplace_back();
+      m.role = log[i].has_message() ? ToChatRole(log[i].message().role()) : v1::ROLE_TOOL;
+      m.encoded = encoded->slots[i];
+      m.elided = true;
+      continue;
+    }
     backend::ChatMessage& m = messages.emplace_back(ToChat(log[i]));
     if (encoded == nullptr || i >= earlier) continue;
-    std::shared_ptr<const std::string>& slot = encoded->slots[i];
-    if (slot == nullptr) {
-      absl::StatusOr<std::string> text = backend::openai::EncodeChatMessage(m);
-      if (text.ok()) slot = std::make_shared<const std::string>(*std::move(text));
-    }
-    m.encoded = slot;
+    absl::StatusOr<std::string> text = backend::openai::EncodeChatMessage(m);
+    if (text.ok()) encoded->slots[i] = std::make_shared<const std::string>(*std::move(text));
+    m.encoded = encoded->slots[i];
   }
   return messages;
 }

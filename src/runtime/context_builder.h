@@ -77,7 +77,9 @@ struct EncodedMessages {
 /// Instructions (a system message), the summary (a system message, if it has text), then the
 /// planned events: MESSAGE and TOOL_RESULT events as chat messages. With `encoded`, the
 /// earlier turns' messages also carry their encoding (ChatMessage::encoded), made once and kept
-/// there; encodings of events before the window are dropped.
+/// there; encodings of events before the window are dropped. A message whose encoding was
+/// already kept is elided (ChatMessage::elided: role and encoding only): pass `encoded` only
+/// for a model that may reach a backend sending encodings (ModelRouter decodes for others).
 std::vector<backend::ChatMessage> RenderContext(const v1::Agent& agent, const LogView& log,
                                                 const ContextPlan& plan,
                                                 EncodedMessages* encoded = nullptr);
