@@ -8,8 +8,10 @@
 //   open loop:   --rate R steps/s for --duration S, latency from each step's scheduled arrival
 // Reports steps/s, latency p50/p90/p99/max overall and by turn index within a session, errors by
 // kind, and with --server-pid the server's CPU seconds and bytes written per step, with
-// --data-dir the final data-dir size; a table and one `RESULT {json}` line. Exit code 1 if any
-// step failed, 2 if the run could not be set up.
+// --data-dir the final data-dir size; a table and one `RESULT {json}` line. Before the measured
+// loop a floor probe (loadgen_floor.h, --floor-calls) measures the gRPC round trip and the
+// fdatasync a step cannot go below, reported next to it. Exit code 1 if any step failed, 2 if
+// the run could not be set up (or a floor call failed).
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
@@ -30,6 +32,7 @@
 #include "agentd/v1/session.grpc.pb.h"
 #include "bench_util.h"
 #include "loadgen_driver.h"
+#include "loadgen_floor.h"
 #include "loadgen_stats.h"
 #include "nlohmann/json.hpp"
 #include "testing/metrics_scrape.h"
@@ -59,6 +62,7 @@ struct Options {
   int timeout_ms = 30000;
   int server_pid = 0;
   int mock_pid = 0;
+  int64_t floor_calls = 1000;  // 0: no floor probe
   std::string metrics;  // agentd's metrics_listen HOST:PORT: model time per step, overhead
   std::string data_dir;
   std::string csv;
@@ -148,6 +152,9 @@ class Setup {
     return true;
   }
 
+  /// The connections the steps use (the floor probe runs over them too).
+  const std::vector<std::shared_ptr<grpc::Channel>>& channels() const { return channels_; }
+
  private:
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -205,6 +212,38 @@ lg::ToolMode ParseToolMode(const Options& o) {
   return o.model == "echo" ? lg::ToolMode::kNone : lg::ToolMode::kBuiltin;
 }
 
+/// Runs the floor probe over the steps' channels; nullopt (after saying why) if a call failed.
+std::optional<lg::Floor> RunFloorProbe(const Options& o, const Setup& setup) {
+  lg::FloorOptions f;
+  f.rpc_calls = o.floor_calls;
+  f.rpc_in_flight = std::min(o.sessions, 64);  // as many in flight as the steps (warm-up cap)
+  f.rpc_timeout = std::chrono::milliseconds(o.timeout_ms);
+  f.server_pid = o.server_pid;
+  f.data_dir = o.data_dir;
+  lg::Floor result;
+  std::string error;
+  if (!lg::MeasureFloor(setup.channels(), f, &result, &error)) {
+    std::fprintf(stderr, "loadgen: floor probe: %s\n", error.c_str());
+    return std::nullopt;
+  }
+  return result;
+}
+
+json FloorJson(const lg::Floor& f) {
+  json j = {{"rpc_calls", f.rpc.calls},
+            {"rpc_in_flight", f.rpc.in_flight},
+            {"rpc_p50_ms", R3(f.rpc.latency.p50)},
+            {"rpc_p99_ms", R3(f.rpc.latency.p99)},
+            {"rpc_per_s", R3(f.rpc.per_s)},
+            {"rpc_loadgen_cpu_ms", R3(f.rpc.loadgen_cpu_ms)}};
+  if (f.rpc.server_cpu_ms) j["rpc_server_cpu_ms"] = R3(*f.rpc.server_cpu_ms);
+  if (f.fsync) {
+    j["fsync_p50_ms"] = R3(f.fsync->latency.p50);
+    j["fsync_p99_ms"] = R3(f.fsync->latency.p99);
+  }
+  return j;
+}
+
 const char* ToolModeName(lg::ToolMode m) {
   switch (m) {
     case lg::ToolMode::kBuiltin:
@@ -258,6 +297,12 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", o.metrics,
                  "agentd's metrics_listen HOST:PORT: model time per step and the runtime "
                  "overhead (step latency minus it)");
+  app.add_option("--floor-calls", o.floor_calls,
+                 "floor probe before the measured loop: this many grpc.health.v1.Health/Check "
+                 "calls over the steps' channels, min(--sessions, 64) in flight, and with "
+                 "--data-dir 500 2 KB appends + fdatasync in its parent dir (default 1000; 0 = "
+                 "no probe)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000000}));
   app.add_option("--csv", o.csv, "write latency by turn index to this CSV file");
   app.add_option("--label", o.label, "free text copied into the RESULT line");
   CLI11_PARSE(app, argc, argv);
@@ -294,6 +339,12 @@ int main(int argc, char** argv) {
     for (auto& r : warmup) r->set_record(false);
     lg::RunClosedLoop(raw(warmup), o.warmup_steps);
     for (const auto& r : warmup) errors.Merge(r->errors());
+  }
+  // After the warm-up (connections and agentd warm), before the measured loop's snapshots.
+  std::optional<lg::Floor> floor_probe;
+  if (o.floor_calls > 0) {
+    floor_probe = RunFloorProbe(o, setup);
+    if (!floor_probe) return 2;
   }
 
   const double load_before = agentd::bench::LoadAverage();
@@ -383,7 +434,15 @@ int main(int argc, char** argv) {
     result["model_ms_per_step"] = R3(model_ms);
     result["overhead_p50_ms"] = R3(std::max(0.0, overall.p50 - model_ms));
     result["overhead_p99_ms"] = R3(std::max(0.0, overall.p99 - model_ms));
+    if (floor_probe && floor_probe->fsync) {
+      // What is left of the overhead once the step's own gRPC round trip and one durable
+      // commit (the floor's p50s) are taken off: agentd's own share.
+      const double overhead = std::max(0.0, overall.p50 - model_ms);
+      const double floor_ms = floor_probe->rpc.latency.p50 + floor_probe->fsync->latency.p50;
+      result["overhead_beyond_floor_p50_ms"] = R3(std::max(0.0, overhead - floor_ms));
+    }
   }
+  if (floor_probe) result["floor"] = FloorJson(*floor_probe);
 
   std::printf("loadgen: %s loop, %d sessions, %d channels, model %s, tool %s, agentd %s\n",
               open_loop ? "open" : "closed", o.sessions, o.channels, o.model.c_str(),
@@ -394,12 +453,13 @@ int main(int argc, char** argv) {
               "max_ms");
   PrintSummaryRow("all", overall);
   for (const auto& [label, s] : buckets) PrintSummaryRow(label, s);
-  for (const char* key : {"server_cpu_ms_per_step", "server_write_bytes_per_step",
-                          "mock_cpu_ms_per_step", "loadgen_cpu_ms_per_step", "model_ms_per_step",
-                          "overhead_p50_ms", "overhead_p99_ms", "data_dir_bytes",
-                          "other_load_cores"}) {
+  for (const char* key :
+       {"server_cpu_ms_per_step", "server_write_bytes_per_step", "mock_cpu_ms_per_step",
+        "loadgen_cpu_ms_per_step", "model_ms_per_step", "overhead_p50_ms", "overhead_p99_ms",
+        "overhead_beyond_floor_p50_ms", "data_dir_bytes", "other_load_cores"}) {
     if (result.contains(key)) std::printf("  %s: %s\n", key, result[key].dump().c_str());
   }
+  if (floor_probe) std::printf("  %s\n", lg::DescribeFloor(*floor_probe).c_str());
   for (const auto& [kind, count] : errors.by_kind) {
     std::printf("  errors %s: %lld\n", kind.c_str(), static_cast<long long>(count));
   }

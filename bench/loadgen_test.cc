@@ -2,6 +2,8 @@
 // backend) and bench/loadgen, all as separate processes. A tiny closed loop must finish with no
 // errors, and every step must have gone through the mock's tool call: TOOL_CALL and TOOL_RESULT
 // events in the turn, two model calls per step (loadgen counts a step without them as an error).
+// The floor probe (Health/Check calls, fdatasync next to the data dir) runs in the first test
+// only; the others pass --floor-calls 0 to stay quick.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,7 +113,7 @@ TEST_F(LoadgenTest, BuiltinToolStepsThroughMock) {
   MockProcess mock({"--port", "0", "--threads", "2"});
   ASSERT_GT(mock.port(), 0);
   StartAgentd(mock.port());
-  const json r = RunLoadgen("--model mock --sessions 4 --turns 5 --channels 2");
+  const json r = RunLoadgen("--model mock --sessions 4 --turns 5 --channels 2 --floor-calls 200");
   EXPECT_EQ(r.value("mode", ""), "closed");
   EXPECT_EQ(r.value("tool", ""), "builtin");
   EXPECT_EQ(r.value("errors", -1), 0) << r.dump();
@@ -123,6 +125,18 @@ TEST_F(LoadgenTest, BuiltinToolStepsThroughMock) {
   EXPECT_GT(r.value("data_dir_bytes", 0), 0);
   EXPECT_TRUE(r["by_turn_index"].contains("1"));
   EXPECT_TRUE(r["by_turn_index"].contains("2-10"));
+  // The floor: every Health/Check call answered, one chain per session (4 < 64); RunLoadgen
+  // passes --data-dir, so the fdatasync floor is there too.
+  ASSERT_TRUE(r.contains("floor")) << r.dump();
+  const json& f = r["floor"];
+  EXPECT_EQ(f.value("rpc_calls", -1), 200) << f.dump();
+  EXPECT_EQ(f.value("rpc_in_flight", -1), 4);
+  EXPECT_GT(f.value("rpc_p50_ms", 0.0), 0.0);
+  EXPECT_GE(f.value("rpc_p99_ms", 0.0), f.value("rpc_p50_ms", 0.0));
+  EXPECT_GT(f.value("rpc_per_s", 0.0), 0.0);
+  EXPECT_TRUE(f.contains("rpc_server_cpu_ms"));  // --server-pid is passed
+  EXPECT_GT(f.value("fsync_p50_ms", 0.0), 0.0);
+  EXPECT_GE(f.value("fsync_p99_ms", 0.0), f.value("fsync_p50_ms", 0.0));
 }
 
 TEST_F(LoadgenTest, ClientToolAndOpenLoop) {
@@ -130,12 +144,13 @@ TEST_F(LoadgenTest, ClientToolAndOpenLoop) {
   ASSERT_GT(mock.port(), 0);
   StartAgentd(mock.port());
   // Client tool: each step is RunTurn → REQUIRES_ACTION → RunTurn with loadgen's tool result.
-  const json c = RunLoadgen("--model mock --tool client --sessions 2 --turns 3");
+  const json c = RunLoadgen("--model mock --tool client --sessions 2 --turns 3 --floor-calls 0");
   EXPECT_EQ(c.value("errors", -1), 0) << c.dump();
   EXPECT_EQ(c.value("tool_steps", -1), 6);
   EXPECT_EQ(c.value("model_calls", -1), 12);
   // Open loop at a modest rate: every arrival is served, none lost.
-  const json o = RunLoadgen("--model mock --tool client --sessions 4 --rate 40 --duration 0.5");
+  const json o = RunLoadgen(
+      "--model mock --tool client --sessions 4 --rate 40 --duration 0.5 --floor-calls 0");
   EXPECT_EQ(o.value("mode", ""), "open");
   EXPECT_EQ(o.value("errors", -1), 0) << o.dump();
   EXPECT_EQ(o.value("issued", -1), 20);
@@ -145,10 +160,12 @@ TEST_F(LoadgenTest, ClientToolAndOpenLoop) {
 TEST_F(LoadgenTest, StepWithoutToolCallIsAnError) {
   // The echo model never calls the tool: asking for a tool step must count every step as failed.
   StartAgentd(FreePort());
-  const json r = RunLoadgen("--model echo --tool builtin --sessions 1 --turns 2 --warmup-steps 0",
-                            /*expected_code=*/1);
+  const json r = RunLoadgen(
+      "--model echo --tool builtin --sessions 1 --turns 2 --warmup-steps 0 --floor-calls 0",
+      /*expected_code=*/1);
   EXPECT_EQ(r.value("errors", -1), 2) << r.dump();
   EXPECT_EQ(r["errors_by_kind"].value("check:no_tool_step", -1), 2);
+  EXPECT_FALSE(r.contains("floor"));  // --floor-calls 0: no probe
 }
 
 }  // namespace
