@@ -128,6 +128,14 @@ TEST_F(SessionStateTest, PutGetListStateWithVersions) {
   EXPECT_EQ(PutState(sid, "big", std::string((1 << 20) + 1, '1'), 0, &e).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(PutState("nope", "k", "1", 0, &e).error_code(), grpc::StatusCode::NOT_FOUND);
+  // Nesting is capped (printing a deeper value for state_get would overflow a thread's stack).
+  auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  const grpc::Status deep = PutState(sid, "deep", nested(129), 0, &e);
+  EXPECT_EQ(deep.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(deep.error_message().find("deeper than 128"), std::string::npos) << deep.error_message();
+  EXPECT_EQ(PutState(sid, "deep", nested(100000), 0, &e).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(PutState(sid, "deep", nested(128), 0, &e).ok());
   ASSERT_TRUE(PutState(sid, "a", "\"first\"", 0, &e).ok());
 
   v1::GetStateRequest get;
@@ -143,9 +151,10 @@ TEST_F(SessionStateTest, PutGetListStateWithVersions) {
   list.set_session_id(sid);
   v1::ListStateResponse all;
   ASSERT_TRUE(h_.sessions().ListState(Ctx().get(), list, &all).ok());
-  ASSERT_EQ(all.entries_size(), 2);
+  ASSERT_EQ(all.entries_size(), 3);
   EXPECT_EQ(all.entries(0).key(), "a");
   EXPECT_EQ(all.entries(1).key(), "cart");
+  EXPECT_EQ(all.entries(2).key(), "deep");
 }
 
 // ---- Forks -----------------------------------------------------------------------------------
@@ -445,6 +454,8 @@ TEST_F(SessionStateTest, BadImportStreamsAreInvalidArgumentAndCreateNothing) {
   bad_state.mutable_state()->set_version(1);
   chunks.push_back(bad_state);
   expect_rejected(chunks, "state that is not JSON");
+  chunks.back().mutable_state()->set_value_json(std::string(129, '[') + std::string(129, ']'));
+  expect_rejected(chunks, "state nesting deeper than 128 levels");
   chunks = good;
   chunks.insert(chunks.begin() + 2, bad_state);
   chunks[2].mutable_state()->set_value_json("1");

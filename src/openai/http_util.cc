@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/ids.h"
+#include "runtime/json_schema.h"
 
 namespace agentd::openai {
 
@@ -162,6 +163,11 @@ void RequestScope::EndEvents(bool done_marker) {
 }
 
 absl::StatusOr<json> ParseBody(const std::string& body) {
+  // Printing or copying deeper documents recurses past the stack of an HTTP thread.
+  if (runtime::JsonNestingDepth(body) > runtime::kMaxJsonDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("the request body nests deeper than ",
+                                                   runtime::kMaxJsonDepth, " levels"));
+  }
   json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
     return absl::InvalidArgumentError("the request body is not valid JSON");

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/json_schema.h"
 #include "store/schema.h"
 
 namespace agentd::runtime {
@@ -159,8 +160,11 @@ v1::ToolResult BuiltinToolRunner::StateGet(const json& args) {
                  absl::StrCat("cannot read state key \"", key, "\": ", StatusText(cur.status())));
   }
   if (cur->second == 0) return Error("", absl::StrCat("state key \"", key, "\" does not exist"));
-  json value = json::parse(cur->first, nullptr, false);
-  if (value.is_discarded()) value = cur->first;  // stored by a writer that did not check JSON
+  // Stored by a writer that did not check JSON (or its depth): passed on as a string.
+  json value = JsonNestingDepth(cur->first) > kMaxJsonDepth
+                   ? json(json::value_t::discarded)
+                   : json::parse(cur->first, nullptr, false);
+  if (value.is_discarded()) value = cur->first;
   return Result("", {{"key", key}, {"value", std::move(value)}, {"version", cur->second}});
 }
 

@@ -8,6 +8,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "runtime/json_schema.h"
 #include "runtime/replay.h"
 #include "runtime/session_manager.h"
 #include "runtime/session_transfer.h"
@@ -154,9 +155,15 @@ absl::StatusOr<v1::StateEntry> SessionManager::PutState(const std::string& proje
     return absl::InvalidArgumentError("expected_version must be >= 0");
   }
   // Sizes and key rules are the store's (INVALID_ARGUMENT); parse only what fits.
-  if (request.value_json().size() <= store::schema::kMaxStateValueBytes &&
-      !nlohmann::json::accept(request.value_json())) {
-    return absl::InvalidArgumentError("value_json is not valid JSON");
+  if (request.value_json().size() <= store::schema::kMaxStateValueBytes) {
+    // Deeper values would overflow the stack of whatever prints them later (state_get).
+    if (JsonNestingDepth(request.value_json()) > kMaxJsonDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("value_json nests deeper than ", kMaxJsonDepth, " levels"));
+    }
+    if (!nlohmann::json::accept(request.value_json())) {
+      return absl::InvalidArgumentError("value_json is not valid JSON");
+    }
   }
   return deps_.store->PutState(project_id, request.session_id(),
                                {request.key(), request.value_json(), request.expected_version()});

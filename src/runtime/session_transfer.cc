@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/event_hub.h"
+#include "runtime/json_schema.h"
 #include "runtime/validation.h"
 #include "store/schema.h"
 
@@ -245,10 +246,13 @@ absl::Status SessionImporter::AddState(v1::StateEntry entry) {
         "state key must be 1..", store::schema::kMaxStateKeyBytes, " bytes of printable ASCII"));
   }
   if (entry.value_json().size() > store::schema::kMaxStateValueBytes ||
+      JsonNestingDepth(entry.value_json()) > kMaxJsonDepth ||
       !nlohmann::json::accept(entry.value_json())) {
     return absl::InvalidArgumentError(absl::StrCat("state key \"", entry.key(),
                                                    "\": value_json is not JSON of at most ",
-                                                   store::schema::kMaxStateValueBytes, " bytes"));
+                                                   store::schema::kMaxStateValueBytes,
+                                                   " bytes nesting at most ", kMaxJsonDepth,
+                                                   " levels"));
   }
   for (const v1::StateEntry& e : state_) {
     if (e.key() == entry.key()) {
