@@ -1,6 +1,10 @@
 // POST /v1/responses and /v1/responses/{id}: a response is one turn of an agentd session.
 #include <spdlog/spdlog.h>
 
+#include <memory>
+#include <optional>
+#include <thread>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -78,14 +82,25 @@ json ViewJson(const std::string& id, const LoadedTurn& t, const std::string& tur
 }
 
 // Streams a turn as Responses events, or answers with the finished Responses object.
-class ResponseObserver final : public runtime::TurnObserver {
+class ResponseObserver final : public runtime::TurnObserver,
+                               public std::enable_shared_from_this<ResponseObserver> {
  public:
-  ResponseObserver(const DoorDeps& deps, Scope scope, ResponseMeta meta, bool stream,
+  /// A turn that continues the session's latest response (expected_last_seq): if another
+  /// request appends first, it runs again on a fork at that response, as a branch.
+  struct Branch {
+    v1::RunTurnRequest turn;
+    int64_t at_seq = 0;
+  };
+
+  /// `created`: this request made the session (new, or a fork), so a turn that is refused
+  /// before it starts takes the session with it; `delete_after`: store:false, it goes anyway.
+  ResponseObserver(const DoorDeps& deps, Scope scope, ResponseMeta meta, bool stream, bool created,
                    bool delete_after)
       : deps_(deps),
         scope_(std::move(scope)),
         meta_(std::move(meta)),
         stream_(stream),
+        created_(created),
         delete_after_(delete_after) {}
 
   bool WantsDeltas() const override { return stream_; }
@@ -126,12 +141,26 @@ class ResponseObserver final : public runtime::TurnObserver {
                                         {"logprobs", json::array()}});
   }
 
-  void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
+  void SetBranch(Branch branch) {
     absl::MutexLock lock(&mu_);
-    if (delete_after_) {
+    branch_ = std::move(branch);
+  }
+
+  void OnFinish(const absl::Status& status, const v1::TurnResult& result) override {
+    std::optional<Branch> branch;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!started_ && absl::IsAborted(status)) branch.swap(branch_);
+    }
+    // Outside the lock: the new turn may finish (and call back) before SubmitTurn returns.
+    if (branch.has_value()) return RunOnFork(*std::move(branch));
+    absl::MutexLock lock(&mu_);
+    // Not started: the turn was refused (a limit, a bad input) and appended nothing.
+    if (delete_after_ || (created_ && !started_)) {
       absl::Status st = deps_.sessions->Delete(scope_->project(), meta_.session_id);
       if (!st.ok())
-        spdlog::warn("store:false session {} not deleted: {}", meta_.session_id, st.ToString());
+        spdlog::warn("session {} made for this response not deleted: {}", meta_.session_id,
+                     st.ToString());
     }
     if (!status.ok()) {
       if (!stream_ || !started_) {
@@ -202,6 +231,22 @@ class ResponseObserver final : public runtime::TurnObserver {
   }
 
  private:
+  void RunOnFork(Branch branch) {
+    auto fork = deps_.sessions->ForkAt(scope_->project(), branch.turn.session_id(), branch.at_seq,
+                                       "");
+    if (!fork.ok()) return scope_->Fail(fork.status());
+    branch.turn.set_session_id(fork->session_id());
+    branch.turn.set_expected_last_seq(0);
+    {
+      absl::MutexLock lock(&mu_);
+      meta_.session_id = fork->session_id();
+      created_ = true;  // refused now, the fork goes
+    }
+    auto handle = deps_.sessions->SubmitTurn(scope_->project(), std::move(branch.turn),
+                                             absl::InfiniteFuture(), shared_from_this());
+    if (handle != nullptr) SetTurn(std::move(handle));
+  }
+
   void StartLocked(const std::string& turn_id, int64_t created) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     started_ = true;
     turn_id_ = turn_id;
@@ -249,7 +294,9 @@ class ResponseObserver final : public runtime::TurnObserver {
   absl::Mutex mu_;
   ResponseMeta meta_ ABSL_GUARDED_BY(mu_);
   const bool stream_;
+  bool created_ ABSL_GUARDED_BY(mu_);
   const bool delete_after_;
+  std::optional<Branch> branch_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool message_open_ ABSL_GUARDED_BY(mu_) = false;
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
@@ -346,6 +393,7 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
   meta.store = req->store;
   v1::RunTurnRequest turn;
   bool created_session = false;
+  int64_t branch_at = -1;  // >= 0: continues the latest response (expected_last_seq)
   if (!req->previous_response_id.empty()) {
     auto prev = LoadTurn(deps, project, req->previous_response_id);
     if (!prev.ok()) return scope->Fail(prev.status(), "previous_response_id");
@@ -361,11 +409,20 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     if (!st.ok()) return scope->Fail(st, "input");
     meta.session_id = prev->session.session_id();
     meta.instructions = prev->agent.instructions();  // the request's are ignored (docs)
-    if (prev->view.last_seq != prev->session.last_seq()) {
+    if (meta.model.empty()) meta.model = prev->agent.model();
+    if (prev->view.last_seq != prev->session.last_seq() || !req->store) {
       // An earlier response: continue from it on a fork, as OpenAI branches the conversation.
+      // store:false also runs on a fork (deleted after), so the stored session stays as it is.
       auto fork = deps.sessions->ForkAt(project, meta.session_id, prev->view.last_seq, "");
       if (!fork.ok()) return scope->Fail(fork.status());
       meta.session_id = fork->session_id();
+      created_session = true;
+    } else {
+      // The latest response: appended to, unless another request appends first (it waits for
+      // a running one, then finds the session moved on and branches: ResponseObserver::Branch).
+      turn.set_expected_last_seq(prev->view.last_seq);
+      turn.set_on_busy(v1::BUSY_POLICY_ENQUEUE);
+      branch_at = prev->view.last_seq;
     }
   } else if (!req->conversation.empty()) {
     auto session = deps.sessions->Get(project, req->conversation);
@@ -377,6 +434,14 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     meta.session_id = session->session_id();
     auto agent = deps.agents->Get(project, session->agent_id(), session->agent_version());
     meta.instructions = agent.ok() ? agent->instructions() : "";  // the request's are ignored
+    if (meta.model.empty() && agent.ok()) meta.model = agent->model();
+    if (!req->store) {
+      // store:false: the turn runs on a fork of the conversation, deleted after.
+      auto fork = deps.sessions->ForkAt(project, meta.session_id, session->last_seq(), "");
+      if (!fork.ok()) return scope->Fail(fork.status());
+      meta.session_id = fork->session_id();
+      created_session = true;
+    }
   } else {
     absl::Status st = CheckCallIds(*req, {});
     if (!st.ok()) return scope->Fail(st, "input");
@@ -395,13 +460,15 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
   for (const v1::InputMessage& m : req->input) *turn.add_input() = m;
   for (const v1::ToolResult& r : req->tool_results) *turn.add_tool_results() = r;
   for (const v1::ToolApproval& a : req->approvals) *turn.add_approvals() = a;
-  if (!req->model.empty() && !absl::StartsWith(req->model, "agent:") && !created_session &&
+  const bool continues = !req->previous_response_id.empty() || !req->conversation.empty();
+  if (!req->model.empty() && !absl::StartsWith(req->model, "agent:") && continues &&
       deps.router->HasModel(req->model)) {
     turn.set_model_override(req->model);
   }
   if (meta.model.empty()) meta.model = "agent";
   auto observer = std::make_shared<ResponseObserver>(deps, scope, meta, req->stream,
-                                                     !req->store && created_session);
+                                                     created_session, !req->store && created_session);
+  if (branch_at >= 0) observer->SetBranch({turn, branch_at});
   if (req->stream) {
     // A reader that goes away mid-stream abandons the turn (cancelled, recorded as such).
     scope->exchange().OnClientGone([weak = std::weak_ptr<ResponseObserver>(observer)] {

@@ -1,0 +1,135 @@
+// The OpenAI-compatible HTTP door: what a request makes, and leaves behind, when it continues a
+// conversation. Refused requests leave no session or fork, store:false never changes a stored
+// session, two requests continuing the same response never share a history, and documents too
+// deep to handle are refused before anything runs.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/barrier.h"
+#include "openai_http_fixture.h"
+
+namespace agentd {
+namespace {
+
+using openai_http_test::HttpResult;
+using openai_http_test::json;
+using openai_http_test::OpenAiHttpTest;
+using testing::ServerHarness;
+
+/// The user messages of `session`, in order.
+std::vector<std::string> UserTexts(ServerHarness& h, const std::string& session) {
+  grpc::ClientContext ctx;
+  v1::ListEventsRequest req;
+  req.set_session_id(session);
+  v1::ListEventsResponse resp;
+  EXPECT_TRUE(h.sessions().ListEvents(&ctx, req, &resp).ok());
+  std::vector<std::string> texts;
+  for (const v1::Event& e : resp.events()) {
+    if (e.has_message() && e.message().role() == v1::ROLE_USER) texts.push_back(e.message().text());
+  }
+  return texts;
+}
+
+TEST_F(OpenAiHttpTest, RefusedRequestsLeaveNoSessionAndNoFork) {
+  const int sessions = SessionCount();
+  json many = json::array();
+  for (int i = 0; i < 65; ++i) many.push_back({{"role", "user"}, {"content", "m"}});
+  // Refused by the turn's own checks, after the door made a session for it.
+  ExpectError(Post("/v1/responses", {{"model", "echo"}, {"input", many}}), 400,
+              "invalid_request_error");
+  EXPECT_EQ(SessionCount(), sessions);
+
+  // An earlier response continued with input its turn refuses: the fork made for it goes too,
+  // so the original can still be deleted.
+  json calling = CallingResponse();
+  HttpResult answered =
+      Post("/v1/responses", {{"model", "echo"},
+                             {"previous_response_id", calling["id"]},
+                             {"input",
+                              {{{"type", "function_call_output"},
+                                {"call_id", calling["output"][0]["call_id"]},
+                                {"output", "sunny"}}}}});
+  ASSERT_EQ(answered.status, 200) << answered.body;
+  const int before_fork = SessionCount();
+  ExpectError(Post("/v1/responses",
+                   {{"model", "echo"}, {"previous_response_id", calling["id"]}, {"input", many}}),
+              400, "invalid_request_error");
+  EXPECT_EQ(SessionCount(), before_fork);
+  HttpResult deleted = Call("DELETE", "/v1/responses/" + answered.Json()["id"].get<std::string>());
+  EXPECT_EQ(deleted.status, 200) << deleted.body;
+}
+
+TEST_F(OpenAiHttpTest, StoreFalseNeverChangesAStoredSession) {
+  HttpResult first = Post("/v1/responses", {{"model", "echo"}, {"input", "one"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  const std::string session = first.Json()["conversation"]["id"];
+  const int64_t last_seq = GetSession(session).last_seq();
+  const int sessions = SessionCount();
+
+  HttpResult unstored = Post("/v1/responses", {{"previous_response_id", first.Json()["id"]},
+                                               {"input", "two"},
+                                               {"store", false}});
+  ASSERT_EQ(unstored.status, 200) << unstored.body;
+  EXPECT_EQ(OutputText(unstored.Json()), "two");
+  HttpResult in_conversation =
+      Post("/v1/responses", {{"conversation", session}, {"input", "three"}, {"store", false}});
+  ASSERT_EQ(in_conversation.status, 200) << in_conversation.body;
+  EXPECT_EQ(OutputText(in_conversation.Json()), "three");
+
+  EXPECT_EQ(GetSession(session).last_seq(), last_seq);
+  EXPECT_EQ(UserTexts(harness_, session), std::vector<std::string>{"one"});
+  EXPECT_EQ(SessionCount(), sessions);
+  // A continuation that names no model answers with the model it ran on.
+  EXPECT_EQ(unstored.Json()["model"], "echo");
+}
+
+TEST_F(OpenAiHttpTest, ContinuationsOfOneResponseNeverShareAHistory) {
+  HttpResult base = Post("/v1/responses", {{"model", "echo"}, {"input", "base"}});
+  ASSERT_EQ(base.status, 200) << base.body;
+  const json base_id = base.Json()["id"];
+  constexpr int kRequests = 6;
+  absl::Barrier* start = new absl::Barrier(kRequests);
+  std::vector<HttpResult> results(kRequests);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      if (start->Block()) delete start;
+      results[i] = Post("/v1/responses", {{"previous_response_id", base_id},
+                                          {"input", "c" + std::to_string(i)}});
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  // One appends to the base's session; the others find it moved on (or busy) and branch.
+  std::set<std::string> sessions;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_EQ(results[i].status, 200) << results[i].body;
+    EXPECT_EQ(OutputText(results[i].Json()), "c" + std::to_string(i));
+    // Each continuation's session holds the base and its own input, never a sibling's.
+    const std::string session = results[i].Json()["conversation"]["id"];
+    sessions.insert(session);
+    EXPECT_EQ(UserTexts(harness_, session),
+              (std::vector<std::string>{"base", "c" + std::to_string(i)}));
+  }
+  EXPECT_EQ(sessions.size(), static_cast<size_t>(kRequests));
+}
+
+TEST_F(OpenAiHttpTest, DocumentsNestedTooDeeplyAreRefused) {
+  const int sessions = SessionCount();
+  const std::string deep = std::string(200, '[') + std::string(200, ']');
+  HttpResult r =
+      Call("POST", "/v1/responses", R"({"model":"echo","input":"x","metadata":)" + deep + "}");
+  const json e = ExpectError(r, 400, "invalid_request_error");
+  EXPECT_NE(e.value("message", "").find("deeper than 128"), std::string::npos) << r.body;
+  ExpectError(Call("POST", "/v1/chat/completions",
+                   R"({"model":"echo","messages":[{"role":"user","content":"x"}],"x":)" + deep +
+                       "}"),
+              400, "invalid_request_error");
+  EXPECT_EQ(SessionCount(), sessions);
+}
+
+}  // namespace
+}  // namespace agentd
