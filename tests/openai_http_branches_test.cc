@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "absl/synchronization/barrier.h"
+#include "absl/time/clock.h"
+#include "agentd/v1/agent.grpc.pb.h"
+#include "openai/response_view.h"
 #include "openai_http_fixture.h"
 
 namespace agentd {
@@ -115,6 +118,71 @@ TEST_F(OpenAiHttpTest, ContinuationsOfOneResponseNeverShareAHistory) {
               (std::vector<std::string>{"base", "c" + std::to_string(i)}));
   }
   EXPECT_EQ(sessions.size(), static_cast<size_t>(kRequests));
+}
+
+TEST_F(OpenAiHttpTest, ADeletedImplicitAgentIsReplacedNotAPermanent404) {
+  const json request = {{"model", "echo"}, {"input", "x"}, {"instructions", "I"}};
+  HttpResult first = Post("/v1/responses", request);
+  ASSERT_EQ(first.status, 200) << first.body;
+  const std::string session = first.Json()["conversation"]["id"];
+  const std::string agent_id = GetSession(session).agent_id();
+  grpc::ClientContext ctx;
+  v1::DeleteAgentRequest del;
+  del.set_agent_id(agent_id);
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(harness_.agents().DeleteAgent(&ctx, del, &empty).ok());
+
+  HttpResult again = Post("/v1/responses", request);
+  ASSERT_EQ(again.status, 200) << again.body;
+  const std::string replacement = GetSession(again.Json()["conversation"]["id"]).agent_id();
+  EXPECT_NE(replacement, agent_id);
+  HttpResult third = Post("/v1/responses", request);
+  ASSERT_EQ(third.status, 200) << third.body;
+  EXPECT_EQ(GetSession(third.Json()["conversation"]["id"]).agent_id(), replacement);  // reused
+  EXPECT_EQ(Post("/v1/conversations", {{"model", "echo"}}).status, 200);
+}
+
+TEST_F(OpenAiHttpTest, ACancelledResponseSaysWhatItWas) {
+  backend::ScriptedReply slow;
+  slow.text = "late";
+  slow.delay = absl::Seconds(20);
+  harness_.scripted().Push(slow);
+  HttpResult running;
+  std::thread post([&] {
+    running = Post("/v1/responses", {{"model", "scripted"}, {"input", "go"}, {"instructions", "be terse"}});
+  });
+  // The running turn's response id, from its TURN_STARTED event.
+  std::string id;
+  for (int i = 0; i < 250 && id.empty(); ++i) {
+    grpc::ClientContext ctx;
+    v1::ListSessionsRequest list;
+    v1::ListSessionsResponse sessions;
+    ASSERT_TRUE(harness_.sessions().ListSessions(&ctx, list, &sessions).ok());
+    for (const v1::Session& s : sessions.sessions()) {
+      grpc::ClientContext events_ctx;
+      v1::ListEventsRequest req;
+      req.set_session_id(s.session_id());
+      v1::ListEventsResponse events;
+      ASSERT_TRUE(harness_.sessions().ListEvents(&events_ctx, req, &events).ok());
+      for (const v1::Event& e : events.events()) {
+        if (e.type() == v1::EVENT_TYPE_TURN_STARTED) {
+          id = openai::MakeResponseId(s.session_id(), e.turn_id());
+        }
+      }
+    }
+    if (id.empty()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_FALSE(id.empty());
+  HttpResult cancelled = Call("POST", "/v1/responses/" + id + "/cancel");
+  post.join();
+  ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+  const json c = cancelled.Json();
+  EXPECT_EQ(c["status"], "cancelled");
+  EXPECT_EQ(c["model"], "scripted");
+  EXPECT_EQ(c["instructions"], "be terse");
+  HttpResult got = Call("GET", "/v1/responses/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.Json()["created_at"], c["created_at"]);
 }
 
 TEST_F(OpenAiHttpTest, DocumentsNestedTooDeeplyAreRefused) {

@@ -92,17 +92,9 @@ void CreateConversation(const DoorDeps& deps, Scope scope) {
       return scope->Fail(
           absl::NotFoundError(absl::StrCat("model \"", req.model, "\" does not exist")), "model");
     }
-    agent_id = ImplicitAgentId(req);
-    if (absl::IsNotFound(deps.agents->Get(scope->project(), agent_id, 0).status())) {
-      v1::Agent agent;
-      agent.set_agent_id(agent_id);
-      agent.set_name(absl::StrCat("openai:", req.model));
-      agent.set_model(req.model);
-      (*agent.mutable_metadata())["agentd.created_by"] = "openai-responses";
-      auto created = deps.agents->Create(scope->project(), agent);
-      if (!created.ok() && !absl::IsAlreadyExists(created.status()))
-        return scope->Fail(created.status());
-    }
+    auto agent = ImplicitAgent(deps, scope->project(), req);
+    if (!agent.ok()) return scope->Fail(agent.status());
+    agent_id = agent->agent_id();
   }
   v1::CreateSessionRequest create;
   create.set_agent_id(agent_id);

@@ -65,13 +65,19 @@ absl::StatusOr<LoadedTurn> LoadTurn(const DoorDeps& deps, const std::string& pro
   return out;
 }
 
-json ViewJson(const std::string& id, const LoadedTurn& t, const std::string& turn_id) {
+/// What a stored turn says about its response (GET, and the answer to a cancel).
+ResponseMeta MetaOf(const std::string& id, const LoadedTurn& t) {
   ResponseMeta meta;
   meta.id = id;
   meta.model = t.view.model.empty() ? t.agent.model() : ConfiguredModel(t.view.model);
   meta.instructions = t.agent.instructions();
   meta.session_id = t.session.session_id();
   meta.created_unix = t.view.created_unix;
+  return meta;
+}
+
+json ViewJson(const std::string& id, const LoadedTurn& t, const std::string& turn_id) {
+  const ResponseMeta meta = MetaOf(id, t);
   if (!t.view.finished) {
     return ResponseJson(meta, "in_progress", json::array(), nullptr, "");
   }
@@ -321,21 +327,16 @@ absl::StatusOr<v1::Agent> ResolveAgent(const DoorDeps& deps, const std::string& 
     return absl::NotFoundError(
         absl::StrCat("model \"", req.model, "\" does not exist (GET /v1/models lists them)"));
   }
-  const std::string id = ImplicitAgentId(req);
-  auto existing = deps.agents->Get(project, id, 0);
-  if (!absl::IsNotFound(existing.status())) return existing;
-  v1::Agent agent;
-  agent.set_agent_id(id);
-  agent.set_name(absl::StrCat("openai:", req.model));
-  agent.set_model(req.model);
-  agent.set_instructions(req.instructions);
-  for (const v1::ToolSpec& t : req.tools) *agent.add_tools() = t;
-  (*agent.mutable_metadata())["agentd.created_by"] = "openai-responses";
-  auto created = deps.agents->Create(project, agent);
-  if (absl::IsAlreadyExists(created.status())) return deps.agents->Get(project, id, 0);
-  if (!created.ok()) *param = "tools";
-  return created;
+  auto agent = ImplicitAgent(deps, project, req);
+  if (absl::IsInvalidArgument(agent.status())) {
+    *param = absl::StrContains(agent.status().message(), "instructions") ? "instructions" : "tools";
+  }
+  return agent;
 }
+
+// Variants of an implicit agent's id tried after deleted ones (a bound, not a quota: each one
+// needs someone to have deleted the previous).
+constexpr int kImplicitAgentVariants = 64;
 
 /// Checks that every function_call_output answers one of the function calls of `open`, and
 /// every mcp_approval_response one of its approval requests (so a wrong id changes nothing,
@@ -377,6 +378,31 @@ absl::Status CheckCallIds(const ResponseRequest& req, const std::vector<v1::Tool
 }
 
 }  // namespace
+
+absl::StatusOr<v1::Agent> ImplicitAgent(const DoorDeps& deps, const std::string& project,
+                                        const ResponseRequest& req) {
+  const std::string base = ImplicitAgentId(req);
+  for (int variant = 1; variant <= kImplicitAgentVariants; ++variant) {
+    const std::string id = variant == 1 ? base : absl::StrCat(base, "-", variant);
+    auto existing = deps.agents->Get(project, id, 0);
+    if (!absl::IsNotFound(existing.status())) return existing;
+    v1::Agent agent;
+    agent.set_agent_id(id);
+    agent.set_name(absl::StrCat("openai:", req.model));
+    agent.set_model(req.model);
+    agent.set_instructions(req.instructions);
+    for (const v1::ToolSpec& t : req.tools) *agent.add_tools() = t;
+    (*agent.mutable_metadata())["agentd.created_by"] = "openai-responses";
+    auto created = deps.agents->Create(project, agent);
+    if (!absl::IsAlreadyExists(created.status())) return created;
+    // Made by a concurrent request (then Get finds it), or deleted (then the next variant).
+    existing = deps.agents->Get(project, id, 0);
+    if (!absl::IsNotFound(existing.status())) return existing;
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the implicit agent ", base, " and its ", kImplicitAgentVariants - 1,
+      " variants were all deleted; use \"agent:<agent_id>\" with an agent of your own"));
+}
 
 void CreateResponse(const DoorDeps& deps, Scope scope) {
   std::string param;
@@ -506,12 +532,8 @@ void CancelResponse(const DoorDeps& deps, Scope scope, const std::string& id) {
   const std::string turn_id = ParseResponseId(id)->turn_id;
   deps.sessions->CancelTurn(
       scope->project(), t->session.session_id(),
-      [scope, id, turn_id, session = t->session](const absl::Status& st, const v1::TurnResult& r) {
+      [scope, turn_id, meta = MetaOf(id, *t)](const absl::Status& st, const v1::TurnResult& r) {
         if (!st.ok()) return scope->Fail(st);
-        ResponseMeta meta;
-        meta.id = id;
-        meta.session_id = session.session_id();
-        meta.created_unix = absl::ToUnixSeconds(absl::Now());
         std::vector<v1::ToolCall> calls(r.required_tool_calls().begin(),
                                         r.required_tool_calls().end());
         scope->Reply(ResponseJson(meta, StatusName(r.status()),
