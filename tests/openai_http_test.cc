@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "agentd/v1/project.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "openai_http_fixture.h"
@@ -20,6 +21,22 @@ using nlohmann::json;
 
 using openai_http_test::HttpResult;
 using openai_http_test::OpenAiHttpTest;
+
+TEST_F(OpenAiHttpTest, AuditRecordsTheSocketsAddressNotAClaimedOne) {
+  ExpectError(Call("GET", "/v1/models", "", "agd_kdeadbeefdeadbeef_00",
+                   {"X-Forwarded-For: 203.0.113.66, forged"}),
+              401, "authentication_error");
+  auto projects = v1::ProjectService::NewStub(harness_.channel());
+  v1::ListAuditEventsRequest req;
+  v1::ListAuditEventsResponse resp;
+  ASSERT_TRUE(projects->ListAuditEvents(testing::Ctx().get(), req, &resp).ok());
+  std::string peer;
+  for (const v1::AuditEvent& e : resp.events()) {
+    if (e.action() == v1::AUDIT_ACTION_AUTHENTICATION_FAILED) peer = e.peer();
+  }
+  EXPECT_TRUE(absl::StartsWith(peer, "127.0.0.1:")) << peer;
+  EXPECT_TRUE(absl::EndsWith(peer, " (x-forwarded-for: 203.0.113.66, forged)")) << peer;
+}
 
 TEST_F(OpenAiHttpTest, AuthenticatesLikeGrpc) {
   ExpectError(Call("GET", "/v1/models", "", ""), 401, "authentication_error");
@@ -195,6 +212,10 @@ TEST_F(OpenAiHttpTest, BadInputChangesNothing) {
   ExpectError(Call("POST", "/v1/responses", "{\"model\": \"echo\", \"input\": "), 400,
               "invalid_request_error");
   ExpectError(Call("POST", "/v1/responses", "[1,2]"), 400, "invalid_request_error");
+  // Routes the door does not have keep OpenAI's error shape too.
+  ExpectError(Call("PUT", "/v1/responses", "{}"), 405, "invalid_request_error");
+  ExpectError(Call("PATCH", "/v1/models"), 405, "invalid_request_error");
+  ExpectError(Call("GET", "/nowhere"), 404, "not_found_error");
   EXPECT_EQ(ExpectError(Post("/v1/responses", {{"model", "echo"}, {"input", 42}}), 400,
                         "invalid_request_error")["param"],
             "input");

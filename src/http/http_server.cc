@@ -135,12 +135,17 @@ void AddHeaders(evhttp_request* req, const std::string& content_type, const Head
   for (const auto& [name, value] : extra) evhttp_add_header(out, name.c_str(), value.c_str());
 }
 
-void SendSimple(evhttp_request* req, int status, const std::string& body, const Headers& extra) {
-  AddHeaders(req, "text/plain; charset=utf-8", extra);
+void SendBody(evhttp_request* req, int status, const std::string& content_type,
+              const std::string& body, const Headers& extra) {
+  AddHeaders(req, content_type, extra);
   evbuffer* buf = evbuffer_new();
   evbuffer_add(buf, body.data(), body.size());
   evhttp_send_reply(req, status, nullptr, buf);
   evbuffer_free(buf);
+}
+
+void SendSimple(evhttp_request* req, int status, const std::string& body, const Headers& extra) {
+  SendBody(req, status, "text/plain; charset=utf-8", body, extra);
 }
 
 }  // namespace
@@ -348,6 +353,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
 
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->routes_ = std::move(routes);
+  server->options_ = options;
   auto loop = std::make_shared<Exchange::Loop>();
   loop->base = event_base_new();
   loop->http = loop->base != nullptr ? evhttp_new(loop->base) : nullptr;
@@ -471,10 +477,17 @@ void HttpServer::Dispatch(evhttp_request* req) {
     }
   }
   if (route == nullptr) {
-    if (allowed.empty()) {
-      SendSimple(req, 404, "not found\n", {});
+    const int status = allowed.empty() ? 404 : 405;
+    const std::string message =
+        allowed.empty() ? absl::StrCat("no such endpoint: ", method, " ", path)
+                        : absl::StrCat("method ", method, " is not allowed on ", path);
+    Headers extra;
+    if (!allowed.empty()) extra.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+    if (options_.error_body) {
+      auto [type, body] = options_.error_body(status, message);
+      SendBody(req, status, type, body, extra);
     } else {
-      SendSimple(req, 405, "method not allowed\n", {{"Allow", absl::StrJoin(allowed, ", ")}});
+      SendSimple(req, status, message + "\n", extra);
     }
     return;
   }
@@ -485,6 +498,12 @@ void HttpServer::Dispatch(evhttp_request* req) {
   ex->method_ = method;
   ex->path_ = path;
   ex->query_ = raw_query != nullptr ? raw_query : "";
+  if (evhttp_connection* conn = evhttp_request_get_connection(req)) {
+    char* address = nullptr;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(conn, &address, &port);
+    if (address != nullptr) ex->peer_ = absl::StrCat(address, ":", port);
+  }
   const evkeyvalq* in = evhttp_request_get_input_headers(req);
   for (const evkeyval* h = in->tqh_first; h != nullptr; h = h->next.tqe_next) {
     ex->headers_[absl::AsciiStrToLower(h->key)] = h->value;

@@ -41,6 +41,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   const std::string& body() const { return body_; }
   /// A request header by case-insensitive name ("" if absent).
   std::string header(const std::string& name) const;
+  /// The connection's remote address, "host:port" ("" if unknown).
+  const std::string& peer() const { return peer_; }
 
   /// Sends a complete response. Only the first answer of an exchange counts.
   void Respond(int status, const std::string& content_type, std::string body,
@@ -66,7 +68,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   std::weak_ptr<Loop> loop_;
   evhttp_request* req_ = nullptr;  // touched on the loop thread only, while it is pending there
-  std::string method_, path_, query_, body_;
+  std::string method_, path_, query_, body_, peer_;
   std::map<std::string, std::string> headers_;  // lower-case names
   mutable absl::Mutex mu_;
   bool answered_ ABSL_GUARDED_BY(mu_) = false;   // Respond or StartStream called
@@ -90,6 +92,10 @@ struct HttpServerOptions {
   int idle_timeout_s = 60;                     // per connection, read/write inactivity
   size_t max_body_bytes = 4 * 1024 * 1024;     // larger bodies get 413
   size_t max_headers_bytes = 64 * 1024;
+  /// The body of the server's own 404 and 405 answers: content type and body for a status and
+  /// a message (unset: plain text), so an API keeps its error shape on unknown routes.
+  std::function<std::pair<std::string, std::string>(int status, const std::string& message)>
+      error_body;
 };
 
 class HttpServer {
@@ -119,6 +125,7 @@ class HttpServer {
   std::string host_;
   int port_ = 0;
   std::vector<Route> routes_;
+  HttpServerOptions options_;
   std::shared_ptr<Exchange::Loop> loop_;  // exchanges hold it weakly
 };
 

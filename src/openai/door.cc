@@ -108,6 +108,11 @@ absl::StatusOr<std::unique_ptr<OpenAiDoor>> OpenAiDoor::Start(DoorOptions option
   http::HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.idle_timeout_s = 600;  // streams of long turns stay open
+  http_options.error_body = [](int status, const std::string& message) {
+    const absl::Status st = status == 404 ? absl::NotFoundError(message)
+                                          : absl::InvalidArgumentError(message);
+    return std::make_pair(std::string("application/json"), ErrorBody(st).dump());
+  };
   auto server = http::HttpServer::Start(options.listen, std::move(routes), http_options);
   if (!server.ok()) return server.status();
   door->http_ = *std::move(server);

@@ -96,11 +96,14 @@ RequestScope::RequestScope(std::shared_ptr<http::Exchange> ex, const char* opera
     context_->trace_id = obs::NewTraceId();
   }
   context_->span_id = obs::NewSpanId();
-  const std::string peer = ex_->header("x-forwarded-for");
-  // Both arms string_view: `? "http" : peer` would make a std::string temporary that dies at
-  // the end of this statement, leaving info.peer dangling when Check() audits a failure.
-  auth::CallInfo info{operation_, context_->request_id,
-                      peer.empty() ? absl::string_view("http") : absl::string_view(peer)};
+  // The socket's address is what audit records trust; a client's X-Forwarded-For is only
+  // noted next to it (anyone can send one).
+  std::string peer = ex_->peer().empty() ? "http" : ex_->peer();
+  if (const std::string forwarded = ex_->header("x-forwarded-for"); !forwarded.empty()) {
+    absl::StrAppend(&peer, " (x-forwarded-for: ", absl::string_view(forwarded).substr(0, 128),
+                    ")");
+  }
+  auth::CallInfo info{operation_, context_->request_id, peer};
   auto identity = auth->Check(ex_->header("authorization"), info);
   if (!identity.ok()) {
     auth_status_ = identity.status();
@@ -134,20 +137,25 @@ void RequestScope::Log(int status, const std::string& detail) {
 
 void RequestScope::Reply(const json& body, int status) {
   Log(status, "");
-  ex_->Respond(status, "application/json", body.dump(), {{"x-request-id", context_->request_id}});
+  ex_->Respond(status, "application/json", body.dump(), WithRequestId({}));
 }
 
 void RequestScope::Fail(const absl::Status& status, const std::string& param) {
   const int code = HttpStatusFor(status.code());
   Log(code, std::string(status.message()));
-  ex_->Respond(code, "application/json", ErrorBody(status, param).dump(),
-               {{"x-request-id", context_->request_id}});
+  ex_->Respond(code, "application/json", ErrorBody(status, param).dump(), WithRequestId({}));
 }
 
 void RequestScope::StartEvents() {
   Log(200, "stream");
-  ex_->StartStream(200, "text/event-stream",
-                   {{"Cache-Control", "no-cache"}, {"x-request-id", context_->request_id}});
+  ex_->StartStream(200, "text/event-stream", WithRequestId({{"Cache-Control", "no-cache"}}));
+}
+
+http::Headers RequestScope::WithRequestId(http::Headers headers) const {
+  // agentd's own name (as on gRPC) and the one OpenAI's clients read.
+  headers.emplace_back("x-agentd-request-id", context_->request_id);
+  headers.emplace_back("x-request-id", context_->request_id);
+  return headers;
 }
 
 void RequestScope::Event(const std::string& type, const json& data) {

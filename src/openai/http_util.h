@@ -59,6 +59,8 @@ class RequestScope {
   bool client_gone() const { return ex_->closed(); }
 
  private:
+  /// `headers` plus the request id, under both names clients look for.
+  http::Headers WithRequestId(http::Headers headers) const;
   void Log(int status, const std::string& detail);
 
   std::shared_ptr<http::Exchange> ex_;
