@@ -447,6 +447,23 @@ TEST_F(SessionStateTest, BadImportStreamsAreInvalidArgumentAndCreateNothing) {
   chunks = good;
   chunks[0].mutable_session()->set_status(v1::SESSION_STATUS_RUNNING);
   expect_rejected(chunks, "running session");
+  // Timestamps outside Timestamp's range would break every JSON listing of the project.
+  chunks = good;
+  *chunks[0].mutable_session()->mutable_expire_time() = ToProto(absl::Now() + absl::Hours(1));
+  chunks[0].mutable_session()->mutable_expire_time()->set_nanos(2000000000);
+  expect_rejected(chunks, "expire_time nanos out of range");
+  chunks[0].mutable_session()->mutable_expire_time()->set_nanos(0);
+  chunks[0].mutable_session()->mutable_expire_time()->set_seconds(253402300800LL + 86400);
+  expect_rejected(chunks, "expire_time after 9999");
+  chunks[0].mutable_session()->mutable_expire_time()->set_seconds(
+      absl::ToUnixSeconds(absl::Now()) + 20LL * 365 * 24 * 3600);
+  expect_rejected(chunks, "expire_time past the TTL cap");
+  chunks = good;
+  chunks[0].mutable_session()->mutable_create_time()->set_seconds(-62135596801LL);
+  expect_rejected(chunks, "create_time before year 1");
+  chunks = good;
+  chunks[4].mutable_event()->mutable_time()->set_nanos(-1);
+  expect_rejected(chunks, "event time nanos out of range");
   chunks = good;
   v1::ExportChunk bad_state;
   bad_state.mutable_state()->set_key("k");

@@ -43,17 +43,6 @@ absl::Status ValidatePageSize(int32_t page_size) {
   return absl::OkStatus();
 }
 
-/// The instant of `ts`, INVALID_ARGUMENT naming `field` when it is outside Timestamp's range.
-absl::StatusOr<absl::Time> TimeOf(absl::string_view field, const google::protobuf::Timestamp& ts) {
-  constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01T00:00:00Z
-  constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31T23:59:59Z
-  if (ts.seconds() < kMinSeconds || ts.seconds() > kMaxSeconds || ts.nanos() < 0 ||
-      ts.nanos() > 999999999) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid timestamp"));
-  }
-  return FromProto(ts);
-}
-
 absl::Status ApiKeyNotFoundError(absl::string_view key_id) {
   return absl::NotFoundError(absl::StrCat("API key ", key_id, " not found"));
 }

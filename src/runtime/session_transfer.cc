@@ -13,6 +13,7 @@
 #include "common/time_util.h"
 #include "runtime/event_hub.h"
 #include "runtime/json_schema.h"
+#include "runtime/limits.h"
 #include "runtime/validation.h"
 #include "store/schema.h"
 
@@ -178,8 +179,18 @@ absl::Status SessionImporter::AddSession(v1::Session session) {
           "turn runs on it)");
   }
   AGENTD_RETURN_IF_ERROR(ValidateMetadata(session.metadata()));
-  if (session.has_expire_time() && FromProto(session.expire_time()) <= absl::Now()) {
-    return absl::InvalidArgumentError("the session's expire_time has passed");
+  AGENTD_RETURN_IF_ERROR(TimeOf("session.create_time", session.create_time()).status());
+  AGENTD_RETURN_IF_ERROR(TimeOf("session.update_time", session.update_time()).status());
+  if (session.has_expire_time()) {
+    AGENTD_ASSIGN_OR_RETURN(const absl::Time expire,
+                            TimeOf("session.expire_time", session.expire_time()));
+    if (expire <= absl::Now()) {
+      return absl::InvalidArgumentError("the session's expire_time has passed");
+    }
+    if (expire > absl::Now() + absl::Seconds(kMaxTtlSeconds)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the session's expire_time is more than ", kMaxTtlSeconds, " seconds (the TTL cap) away"));
+    }
   }
   session_ = std::move(session);
   phase_ = Phase::kAgent;
@@ -232,6 +243,8 @@ absl::Status SessionImporter::AddEvent(v1::Event event) {
   if (!v1::EventType_IsValid(event.type()) || event.type() == v1::EVENT_TYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat("event ", event.seq(), " has no valid type"));
   }
+  AGENTD_RETURN_IF_ERROR(
+      TimeOf(absl::StrCat("event ", event.seq(), " time"), event.time()).status());
   events_.push_back(std::move(event));
   return absl::OkStatus();
 }
