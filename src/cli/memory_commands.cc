@@ -10,7 +10,9 @@ namespace {
 namespace v1 = agentd::v1;
 using Stub = v1::MemoryService::Stub;
 
-constexpr int32_t kMemoriesPerPage = 1000;
+// Pages of at most 4 MiB even at the largest records (64 KiB text + 64 × 2 KiB metadata, ~192
+// KiB): gRPC clients refuse bigger answers by default, and a page must fit max_message_bytes.
+constexpr int32_t kMemoriesPerPage = 20;
 
 struct PutOptions {
   std::string name_space = "default";
