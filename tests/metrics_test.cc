@@ -477,6 +477,17 @@ TEST(MetricsConfigTest, OffByDefaultAndBadAddressesFailStart) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(bad.status().message(), "metrics_listen")) << bad.status();
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("data")));  // refused before touching the data dir
+  // The other listeners' addresses too (they were found bad only after the bootstrap).
+  options.config.metrics_listen.clear();
+  for (auto field : {&server::Config::health_listen, &server::Config::http_listen}) {
+    server::ServerOptions other = options;
+    other.config.*field = "127.0.0.1:99999";
+    auto refused = server::AgentdServer::Start(other);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "_listen")) << refused.status();
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub("data")));
+  }
 
   auto taken = http::HttpServer::Start("127.0.0.1:0", {});
   ASSERT_TRUE(taken.ok());

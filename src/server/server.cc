@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <thread>
+#include <tuple>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -179,12 +180,20 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
   // TLS files are checked before anything touches the data dir.
   auto credentials = BuildServerCredentials(cfg);
   if (!credentials.ok()) return credentials.status();
-  std::string metrics_host;
-  int metrics_port = 0;
-  if (!cfg.metrics_listen.empty() &&
-      !http::SplitHostPort(cfg.metrics_listen, &metrics_host, &metrics_port)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics_listen: \"", cfg.metrics_listen, "\" is not a HOST:PORT address (e.g. 127.0.0.1:9464)"));
+  // Addresses are checked before anything touches the data dir (a bootstrap key given with a
+  // bad config would otherwise be spent on a server that never started).
+  for (const auto& [key, address, example] :
+       {std::tuple<const char*, const std::string&, const char*>{"metrics_listen",
+                                                                 cfg.metrics_listen, "127.0.0.1:9464"},
+        {"health_listen", cfg.health_listen, "0.0.0.0:7701"},
+        {"http_listen", cfg.http_listen, "127.0.0.1:7710"}}) {
+    std::string host;
+    int port = 0;
+    if (!address.empty() && !http::SplitHostPort(address, &host, &port)) {
+      return absl::InvalidArgumentError(absl::StrCat(key, ": \"", address,
+                                                     "\" is not a HOST:PORT address (e.g. ",
+                                                     example, ")"));
+    }
   }
   std::unique_ptr<AgentdServer> server(new AgentdServer());
   server->options_ = options;
@@ -321,6 +330,8 @@ absl::StatusOr<std::unique_ptr<AgentdServer>> AgentdServer::Start(ServerOptions 
     if (!probe.ok()) return probe.status();
     server->health_server_ = *std::move(probe);
     server->health_server_->SetServing(true);
+    spdlog::info("health (grpc.health.v1 Check, plaintext) on {}",
+                 server->health_server_->address());
   }
   if (!cfg.http_listen.empty()) {
     openai::DoorOptions door_options;
