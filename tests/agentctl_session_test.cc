@@ -227,6 +227,13 @@ TEST_F(AgentctlSessionTest, ForkContinuesFromASeq) {
   EXPECT_EQ(latest.value("fork_seq", ""), "8");
 
   CliError({"session", "fork", "fork-parent", "--at-seq", "99"}, "INVALID_ARGUMENT");
+  // Refused by agentctl itself, in words a user can read.
+  const testing::CliResult negative = Cli({"session", "fork", "fork-parent", "--at-seq", "-1"});
+  EXPECT_EQ(negative.code, 2) << negative.all();
+  EXPECT_THAT(negative.err, HasSubstr("--at-seq: must not be negative (got -1)"));
+  const testing::CliResult word = Cli({"state", "put", "s", "k", "1", "--expected-version", "abc"});
+  EXPECT_EQ(word.code, 2) << word.all();
+  EXPECT_THAT(word.err, HasSubstr("\"abc\" is not a whole number"));
 }
 
 TEST_F(AgentctlSessionTest, ExportImportRoundTrip) {

@@ -100,7 +100,7 @@ void AddAdminCommands(CLI::App& app, Dispatch* d) {
   AddDirFlag(backup, &b->dir);
   backup->add_option("--keep-last", b->keep_last,
                      "Then delete the oldest backups so that at most N remain (0 = keep all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kWholeNumber)
       ->type_name("N");
   backup->callback([d, b] { d->action = [b](Connection& c) { return CreateBackup(c, *b); }; });
 
@@ -119,7 +119,7 @@ void AddAdminCommands(CLI::App& app, Dispatch* d) {
       "  agentctl admin restore --dir /backups --backup 3 --target /var/lib/agentd-3");
   AddDirFlag(restore, &r->dir);
   restore->add_option("--backup", r->backup_id, "Backup id (default: the newest)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kWholeNumber)
       ->type_name("ID");
   restore->add_option("--target", r->target, "New, empty directory to restore into (absolute)")
       ->required()

@@ -233,7 +233,7 @@ void AddGet(CLI::App& agent, Dispatch* d) {
   CLI::App* cmd = AddCommand(agent, "get", "Show an agent (latest version unless --version)",
                              "  agentctl agent get agent_0123 --version 2 -o json");
   cmd->add_option("ID", *id, "Agent id")->required();
-  cmd->add_option("--version", *version, "Version (0 = latest)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--version", *version, "Version (0 = latest)")->check(kWholeNumber);
   cmd->callback([d, id, version] {
     d->action = [id, version](Connection& c) { return GetAgent(c, *id, *version); };
   });

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/status/statusor.h"
 #include "agentd/v1/admin.grpc.pb.h"
 #include "agentd/v1/agent.grpc.pb.h"
@@ -19,6 +20,18 @@
 #include "agentd/v1/tool.grpc.pb.h"
 
 namespace agentd::cli {
+
+/// For whole-number options: 0 and up, said plainly (CLI11's NonNegativeNumber prints its range
+/// as a 309-digit decimal and calls "abc" out of range).
+inline const CLI::Validator kWholeNumber(
+    [](std::string& value) -> std::string {
+      int64_t n = 0;
+      if (!absl::SimpleAtoi(value, &n)) {
+        return "\"" + value + "\" is not a whole number from 0 to 9223372036854775807";
+      }
+      return n < 0 ? "must not be negative (got " + value + ")" : "";
+    },
+    "INT>=0");
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitServerError = 1;

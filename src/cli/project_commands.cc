@@ -414,7 +414,7 @@ void AddLimitsGroup(CLI::App& app, Dispatch* d) {
                        ->type_name("USD");
   o->tokens_flag = set->add_option("--daily-token-limit", o->daily_token_limit,
                                    "Input + output tokens per UTC day (0 = unlimited)")
-                       ->check(CLI::NonNegativeNumber)
+                       ->check(kWholeNumber)
                        ->type_name("N");
   o->rpm_flag = set->add_option("--requests-per-minute", o->requests_per_minute,
                                 "Turn requests per minute, per replica (0 = unlimited)")
@@ -437,7 +437,7 @@ void AddAudit(CLI::App& app, Dispatch* d) {
   AddProjectFlag(cmd, &o->project);
   AddTimeRangeFlags(cmd, &o->range);
   cmd->add_option("--limit", o->limit, "At most N records, the oldest first (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kWholeNumber);
   cmd->callback([d, o] { d->action = [o](Connection& c) { return ListAudit(c, *o); }; });
 }
 

@@ -132,10 +132,10 @@ void AddCreate(CLI::App& session, Dispatch* d) {
       "  agentctl session create --agent agent_0123 --id support-42 --ttl 3600 --meta user=alice");
   cmd->add_option("--agent", o->agent_id, "Agent id")->required();
   cmd->add_option("--agent-version", o->agent_version, "Agent version to pin (0 = latest)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kWholeNumber);
   cmd->add_option("--id", o->session_id, "Client-chosen session id (default: server-generated)");
   cmd->add_option("--ttl", o->ttl_seconds, "Expire the session after SECONDS (0 = never)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kWholeNumber);
   cmd->add_option("--meta", o->metadata, "Metadata (repeatable)")
       ->allow_extra_args(false)
       ->check(KeyValue())
@@ -180,7 +180,7 @@ void AddFork(CLI::App& session, Dispatch* d) {
                  "  agentctl session fork sess_0123 --at-seq 4 --id what-if-1");
   cmd->add_option("SESSION", o->session_id, "Session id to fork")->required();
   cmd->add_option("--at-seq", o->at_seq, "Fork after this event (0 = the latest)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kWholeNumber);
   cmd->add_option("--id", o->new_session_id, "Id of the new session (default: server-generated)");
   cmd->callback([d, o] { d->action = [o](Connection& c) { return ForkSession(c, *o); }; });
 }

@@ -99,7 +99,7 @@ void AddStateCommands(CLI::App& app, Dispatch* d) {
   put->add_option("VALUE", p->value_json, "Value: any JSON document")->required();
   put->add_option("--expected-version", p->expected_version,
                   "Write only if the stored version is N (0 = unconditional; a missing key is 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kWholeNumber);
   put->callback([d, p] { d->action = [p](Connection& c) { return PutState(c, *p); }; });
 
   auto session_id = std::make_shared<std::string>();
