@@ -121,7 +121,10 @@ absl::StatusOr<ChatRequest> ParseChat(const json& body, std::string* param) {
       const json& fn = t["function"];
       auto name = StringField(fn, "name");
       auto description = StringField(fn, "description");
-      if (!name.ok() || name->empty() || !description.ok()) {
+      if (!description.ok()) {
+        return Bad(param, f + ".function.description", f + ".function.description must be a string");
+      }
+      if (!name.ok() || name->empty()) {
         return Bad(param, f + ".function.name", f + ".function.name must be a non-empty string");
       }
       backend::ToolDefinition def;
