@@ -2,7 +2,11 @@
 // conversation. Refused requests leave no session or fork, store:false never changes a stored
 // session, two requests continuing the same response never share a history, and documents too
 // deep to handle are refused before anything runs.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <set>
 #include <string>
@@ -90,6 +94,31 @@ TEST_F(OpenAiHttpTest, StoreFalseNeverChangesAStoredSession) {
   EXPECT_EQ(unstored.Json()["model"], "echo");
 }
 
+TEST_F(OpenAiHttpTest, StoreFalseOnABusyConversationIsRefused) {
+  HttpResult conversation = Post("/v1/conversations", {{"model", "scripted"}});
+  ASSERT_EQ(conversation.status, 200) << conversation.body;
+  const std::string id = conversation.Json()["id"];
+  backend::ScriptedReply slow;
+  slow.text = "late";
+  slow.delay = absl::Seconds(2);
+  harness_.scripted().Push(slow);
+  HttpResult running;
+  std::thread post([&] { running = Post("/v1/responses", {{"conversation", id}, {"input", "go"}}); });
+  for (int i = 0; i < 250 && GetSession(id).status() != v1::SESSION_STATUS_RUNNING; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(GetSession(id).status(), v1::SESSION_STATUS_RUNNING);
+  // A fork now would hold the running turn's unfinished half.
+  const int sessions = SessionCount();
+  ExpectError(Post("/v1/responses", {{"conversation", id}, {"input", "aside"}, {"store", false}}),
+              409, "conflict_error");
+  EXPECT_EQ(SessionCount(), sessions);
+  post.join();
+  EXPECT_EQ(running.status, 200) << running.body;
+}
+
+// Timing decides which path a loser takes (wait for the winner, then branch; or find the
+// response no longer the latest and fork at once): both must give every request its own history.
 TEST_F(OpenAiHttpTest, ContinuationsOfOneResponseNeverShareAHistory) {
   HttpResult base = Post("/v1/responses", {{"model", "echo"}, {"input", "base"}});
   ASSERT_EQ(base.status, 200) << base.body;
@@ -183,6 +212,38 @@ TEST_F(OpenAiHttpTest, ACancelledResponseSaysWhatItWas) {
   HttpResult got = Call("GET", "/v1/responses/" + id);
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(got.Json()["created_at"], c["created_at"]);
+}
+
+/// Sends `request` as raw bytes to the door and returns what came back first (curl would encode
+/// the bytes a hostile client sends as they are).
+std::string RawExchange(const std::string& address, const std::string& request) {
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    char buf[512];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+TEST_F(OpenAiHttpTest, PathBytesThatAreNotUtf8AreAnErrorNotACrash) {
+  for (const char* path : {"/\xff", "/v1/\xff\xfe", "/v1/responses/resp_\xff"}) {
+    const std::string answer = RawExchange(
+        harness_.server().http_address(),
+        std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+            testing::kTestAdminKey + "\r\n\r\n");
+    EXPECT_TRUE(answer.rfind("HTTP/1.1 404", 0) == 0 || answer.rfind("HTTP/1.1 400", 0) == 0)
+        << path << ": " << answer;
+  }
+  EXPECT_EQ(Call("GET", "/v1/models").status, 200);  // still serving
 }
 
 TEST_F(OpenAiHttpTest, DocumentsNestedTooDeeplyAreRefused) {

@@ -23,6 +23,10 @@ using openai_http_test::HttpResult;
 using openai_http_test::OpenAiHttpTest;
 
 TEST_F(OpenAiHttpTest, AuditRecordsTheSocketsAddressNotAClaimedOne) {
+  // Bytes that are not UTF-8 must not make the record unreadable (audit listing would fail).
+  ExpectError(Call("GET", "/v1/models", "", "agd_kdeadbeefdeadbeef_00",
+                   {"X-Forwarded-For: \xff\xfe"}),
+              401, "authentication_error");
   ExpectError(Call("GET", "/v1/models", "", "agd_kdeadbeefdeadbeef_00",
                    {"X-Forwarded-For: 203.0.113.66, forged"}),
               401, "authentication_error");
@@ -216,6 +220,13 @@ TEST_F(OpenAiHttpTest, BadInputChangesNothing) {
   ExpectError(Call("PUT", "/v1/responses", "{}"), 405, "invalid_request_error");
   ExpectError(Call("PATCH", "/v1/models"), 405, "invalid_request_error");
   ExpectError(Call("GET", "/nowhere"), 404, "not_found_error");
+  // Paths and ids that are not UTF-8 once decoded: an error, not a crash of the HTTP thread.
+  ExpectError(Call("GET", "/%FF%FE"), 404, "not_found_error");
+  ExpectError(Call("GET", "/v1/%FF%FE"), 404, "not_found_error");
+  const HttpResult bad_id = Call("GET", "/v1/responses/resp_%FF%FE");
+  EXPECT_TRUE(bad_id.status == 400 || bad_id.status == 404) << bad_id.body;
+  EXPECT_TRUE(bad_id.Json().contains("error")) << bad_id.body;
+  EXPECT_EQ(Call("GET", "/v1/models").status, 200);  // still serving
   EXPECT_EQ(ExpectError(Post("/v1/responses", {{"model", "echo"}, {"input", 42}}), 400,
                         "invalid_request_error")["param"],
             "input");

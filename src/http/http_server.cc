@@ -484,8 +484,9 @@ void HttpServer::Dispatch(evhttp_request* req) {
     Headers extra;
     if (!allowed.empty()) extra.emplace_back("Allow", absl::StrJoin(allowed, ", "));
     if (options_.error_body) {
-      auto [type, body] = options_.error_body(status, message);
-      SendBody(req, status, type, body, extra);
+      HttpServerOptions::ErrorAnswer answer = options_.error_body(status, message);
+      extra.insert(extra.end(), answer.headers.begin(), answer.headers.end());
+      SendBody(req, status, answer.content_type, answer.body, extra);
     } else {
       SendSimple(req, status, message + "\n", extra);
     }

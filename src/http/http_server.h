@@ -92,10 +92,14 @@ struct HttpServerOptions {
   int idle_timeout_s = 60;                     // per connection, read/write inactivity
   size_t max_body_bytes = 4 * 1024 * 1024;     // larger bodies get 413
   size_t max_headers_bytes = 64 * 1024;
-  /// The body of the server's own 404 and 405 answers: content type and body for a status and
-  /// a message (unset: plain text), so an API keeps its error shape on unknown routes.
-  std::function<std::pair<std::string, std::string>(int status, const std::string& message)>
-      error_body;
+  /// The server's own 404 and 405 answers for a status and a message (unset: plain text), so an
+  /// API keeps its error shape (and headers) on unknown routes.
+  struct ErrorAnswer {
+    std::string content_type;
+    std::string body;
+    Headers headers;
+  };
+  std::function<ErrorAnswer(int status, const std::string& message)> error_body;
 };
 
 class HttpServer {

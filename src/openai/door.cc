@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/ids.h"
 #include "http/http_server.h"
 #include "openai/endpoints.h"
 #include "runtime/executor.h"
@@ -89,10 +90,11 @@ absl::StatusOr<std::unique_ptr<OpenAiDoor>> OpenAiDoor::Start(DoorOptions option
     if (impl == nullptr) return;  // shutting down: the exchange answers 500 as it goes
     Match m = Route(impl->deps, ex->method(), ex->path());
     if (m.operation == nullptr) {
+      const std::string request_id = NewId("req_");
       ex->Respond(404, "application/json",
-                  ErrorBody(absl::NotFoundError(
-                                absl::StrCat("no such endpoint: ", ex->method(), " ", ex->path())))
-                      .dump());
+                  DumpBody(ErrorBody(absl::NotFoundError(
+                      absl::StrCat("no such endpoint: ", ex->method(), " ", ex->path())))),
+                  {{"x-agentd-request-id", request_id}, {"x-request-id", request_id}});
       return;
     }
     impl->workers->Schedule([impl, ex = std::move(ex), m = std::move(m)]() mutable {
@@ -111,7 +113,10 @@ absl::StatusOr<std::unique_ptr<OpenAiDoor>> OpenAiDoor::Start(DoorOptions option
   http_options.error_body = [](int status, const std::string& message) {
     const absl::Status st = status == 404 ? absl::NotFoundError(message)
                                           : absl::InvalidArgumentError(message);
-    return std::make_pair(std::string("application/json"), ErrorBody(st).dump());
+    const std::string request_id = NewId("req_");
+    return http::HttpServerOptions::ErrorAnswer{
+        "application/json", DumpBody(ErrorBody(st)),
+        {{"x-agentd-request-id", request_id}, {"x-request-id", request_id}}};
   };
   auto server = http::HttpServer::Start(options.listen, std::move(routes), http_options);
   if (!server.ok()) return server.status();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -67,6 +68,10 @@ const char* ErrorType(absl::StatusCode code) {
 
 }  // namespace
 
+std::string DumpBody(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 json ErrorBody(const absl::Status& status, const std::string& param) {
   std::string code = absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
   json error = {{"message", std::string(status.message())},
@@ -99,9 +104,13 @@ RequestScope::RequestScope(std::shared_ptr<http::Exchange> ex, const char* opera
   // The socket's address is what audit records trust; a client's X-Forwarded-For is only
   // noted next to it (anyone can send one).
   std::string peer = ex_->peer().empty() ? "http" : ex_->peer();
-  if (const std::string forwarded = ex_->header("x-forwarded-for"); !forwarded.empty()) {
-    absl::StrAppend(&peer, " (x-forwarded-for: ", absl::string_view(forwarded).substr(0, 128),
-                    ")");
+  if (std::string forwarded = ex_->header("x-forwarded-for"); !forwarded.empty()) {
+    // Printable ASCII only: audit records are protobuf strings, which must stay valid UTF-8.
+    forwarded.resize(std::min<size_t>(forwarded.size(), 128));
+    for (char& c : forwarded) {
+      if (c < 0x20 || c > 0x7e) c = '?';
+    }
+    absl::StrAppend(&peer, " (x-forwarded-for: ", forwarded, ")");
   }
   auth::CallInfo info{operation_, context_->request_id, peer};
   auto identity = auth->Check(ex_->header("authorization"), info);
@@ -137,13 +146,13 @@ void RequestScope::Log(int status, const std::string& detail) {
 
 void RequestScope::Reply(const json& body, int status) {
   Log(status, "");
-  ex_->Respond(status, "application/json", body.dump(), WithRequestId({}));
+  ex_->Respond(status, "application/json", DumpBody(body), WithRequestId({}));
 }
 
 void RequestScope::Fail(const absl::Status& status, const std::string& param) {
   const int code = HttpStatusFor(status.code());
   Log(code, std::string(status.message()));
-  ex_->Respond(code, "application/json", ErrorBody(status, param).dump(), WithRequestId({}));
+  ex_->Respond(code, "application/json", DumpBody(ErrorBody(status, param)), WithRequestId({}));
 }
 
 void RequestScope::StartEvents() {
@@ -161,7 +170,7 @@ http::Headers RequestScope::WithRequestId(http::Headers headers) const {
 void RequestScope::Event(const std::string& type, const json& data) {
   std::string chunk;
   if (!type.empty()) absl::StrAppend(&chunk, "event: ", type, "\n");
-  absl::StrAppend(&chunk, "data: ", data.dump(), "\n\n");
+  absl::StrAppend(&chunk, "data: ", DumpBody(data), "\n\n");
   ex_->Write(std::move(chunk));
 }
 

@@ -111,10 +111,11 @@ class ResponseObserver final : public runtime::TurnObserver,
 
   bool WantsDeltas() const override { return stream_; }
 
+  /// The turn CreateResponse submitted (ignored if it already branched: RunOnFork's is newer).
   void SetTurn(std::shared_ptr<runtime::Turn> turn) {
     absl::MutexLock lock(&mu_);
-    turn_ = std::move(turn);
-    if (scope_->client_gone()) AbandonLocked();
+    if (branched_) return;
+    SetTurnLocked(std::move(turn));
   }
 
   /// The client disconnected (from the HTTP loop thread): the turn is abandoned.
@@ -156,7 +157,11 @@ class ResponseObserver final : public runtime::TurnObserver,
     std::optional<Branch> branch;
     {
       absl::MutexLock lock(&mu_);
-      if (!started_ && absl::IsAborted(status)) branch.swap(branch_);
+      // A reader that left gets no branch: the turn was abandoned (or is about to be).
+      if (!started_ && absl::IsAborted(status) && !abandoned_ && !scope_->client_gone()) {
+        branch.swap(branch_);
+        branched_ = branch.has_value();
+      }
     }
     // Outside the lock: the new turn may finish (and call back) before SubmitTurn returns.
     if (branch.has_value()) return RunOnFork(*std::move(branch));
@@ -250,7 +255,14 @@ class ResponseObserver final : public runtime::TurnObserver,
     }
     auto handle = deps_.sessions->SubmitTurn(scope_->project(), std::move(branch.turn),
                                              absl::InfiniteFuture(), shared_from_this());
-    if (handle != nullptr) SetTurn(std::move(handle));
+    if (handle == nullptr) return;
+    absl::MutexLock lock(&mu_);
+    SetTurnLocked(std::move(handle));
+  }
+
+  void SetTurnLocked(std::shared_ptr<runtime::Turn> turn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    turn_ = std::move(turn);
+    if (scope_->client_gone()) AbandonLocked();
   }
 
   void StartLocked(const std::string& turn_id, int64_t created) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -303,6 +315,7 @@ class ResponseObserver final : public runtime::TurnObserver,
   bool created_ ABSL_GUARDED_BY(mu_);
   const bool delete_after_;
   std::optional<Branch> branch_ ABSL_GUARDED_BY(mu_);
+  bool branched_ ABSL_GUARDED_BY(mu_) = false;  // RunOnFork took over
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool message_open_ ABSL_GUARDED_BY(mu_) = false;
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
@@ -461,6 +474,13 @@ void CreateResponse(const DoorDeps& deps, Scope scope) {
     auto agent = deps.agents->Get(project, session->agent_id(), session->agent_version());
     meta.instructions = agent.ok() ? agent->instructions() : "";  // the request's are ignored
     if (meta.model.empty() && agent.ok()) meta.model = agent->model();
+    if (!req->store && session->status() == v1::SESSION_STATUS_RUNNING) {
+      // A fork now would hold the running turn's unfinished half.
+      return scope->Fail(absl::FailedPreconditionError(absl::StrCat(
+                             "a turn is running on conversation \"", req->conversation,
+                             "\"; send store:false once it has finished")),
+                         "conversation");
+    }
     if (!req->store) {
       // store:false: the turn runs on a fork of the conversation, deleted after.
       auto fork = deps.sessions->ForkAt(project, meta.session_id, session->last_seq(), "");
