@@ -56,7 +56,8 @@ const std::vector<BuiltinToolInfo>& Table() {
 v1::ToolResult Result(const std::string& call_id, const json& output) {
   v1::ToolResult r;
   r.set_tool_call_id(call_id);
-  r.set_output(output.dump());
+  // Replace, never throw: a turn thread must not die on a byte that is not UTF-8.
+  r.set_output(output.dump(-1, ' ', false, json::error_handler_t::replace));
   return r;
 }
 
