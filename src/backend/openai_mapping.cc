@@ -293,7 +293,7 @@ absl::StatusOr<std::string> BuildChatRequestBody(const ModelRequest& request) {
       out.append(",\"name\":");
       common::AppendJsonString(&out, t.name);
       out.append(",\"parameters\":");
-      out.append(parameters.dump(-1, ' ', false, json::error_handler_t::replace));
+      out.append(common::DumpJson(parameters));
       out.append("},\"type\":\"function\"}");
     }
     out.push_back(']');

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
 
 namespace agentd::common {
 
@@ -16,5 +17,9 @@ namespace agentd::common {
 /// invalid UTF-8 is written the way nlohmann::json's replace handler writes it (U+FFFD in place
 /// of each invalid sequence).
 void AppendJsonString(std::string* out, absl::string_view s);
+
+/// `v` as compact JSON text, invalid UTF-8 in its strings replaced (U+FFFD) instead of thrown
+/// on: for anything sent or stored that may carry bytes from outside (paths, tool output).
+std::string DumpJson(const nlohmann::json& v);
 
 }  // namespace agentd::common

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "http/http_server.h"
 #include "openai/endpoints.h"
 #include "runtime/executor.h"
@@ -92,7 +93,7 @@ absl::StatusOr<std::unique_ptr<OpenAiDoor>> OpenAiDoor::Start(DoorOptions option
     if (m.operation == nullptr) {
       const std::string request_id = NewId("req_");
       ex->Respond(404, "application/json",
-                  DumpBody(ErrorBody(absl::NotFoundError(
+                  common::DumpJson(ErrorBody(absl::NotFoundError(
                       absl::StrCat("no such endpoint: ", ex->method(), " ", ex->path())))),
                   {{"x-agentd-request-id", request_id}, {"x-request-id", request_id}});
       return;
@@ -115,7 +116,7 @@ absl::StatusOr<std::unique_ptr<OpenAiDoor>> OpenAiDoor::Start(DoorOptions option
                                           : absl::InvalidArgumentError(message);
     const std::string request_id = NewId("req_");
     return http::HttpServerOptions::ErrorAnswer{
-        "application/json", DumpBody(ErrorBody(st)),
+        "application/json", common::DumpJson(ErrorBody(st)),
         {{"x-agentd-request-id", request_id}, {"x-request-id", request_id}}};
   };
   auto server = http::HttpServer::Start(options.listen, std::move(routes), http_options);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "runtime/json_schema.h"
 
 namespace agentd::openai {
@@ -67,10 +68,6 @@ const char* ErrorType(absl::StatusCode code) {
 }
 
 }  // namespace
-
-std::string DumpBody(const json& body) {
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 json ErrorBody(const absl::Status& status, const std::string& param) {
   std::string code = absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
@@ -146,13 +143,13 @@ void RequestScope::Log(int status, const std::string& detail) {
 
 void RequestScope::Reply(const json& body, int status) {
   Log(status, "");
-  ex_->Respond(status, "application/json", DumpBody(body), WithRequestId({}));
+  ex_->Respond(status, "application/json", common::DumpJson(body), WithRequestId({}));
 }
 
 void RequestScope::Fail(const absl::Status& status, const std::string& param) {
   const int code = HttpStatusFor(status.code());
   Log(code, std::string(status.message()));
-  ex_->Respond(code, "application/json", DumpBody(ErrorBody(status, param)), WithRequestId({}));
+  ex_->Respond(code, "application/json", common::DumpJson(ErrorBody(status, param)), WithRequestId({}));
 }
 
 void RequestScope::StartEvents() {
@@ -170,7 +167,7 @@ http::Headers RequestScope::WithRequestId(http::Headers headers) const {
 void RequestScope::Event(const std::string& type, const json& data) {
   std::string chunk;
   if (!type.empty()) absl::StrAppend(&chunk, "event: ", type, "\n");
-  absl::StrAppend(&chunk, "data: ", DumpBody(data), "\n\n");
+  absl::StrAppend(&chunk, "data: ", common::DumpJson(data), "\n\n");
   ex_->Write(std::move(chunk));
 }
 

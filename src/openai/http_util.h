@@ -27,9 +27,6 @@ int HttpStatusFor(absl::StatusCode code);
 /// conflict_error, rate_limit_error, server_error); `code` is the absl code's name.
 json ErrorBody(const absl::Status& status, const std::string& param = "");
 
-/// `body` as sent: invalid UTF-8 (a raw request path or id in a message) becomes U+FFFD instead
-/// of throwing on the HTTP thread.
-std::string DumpBody(const json& body);
 
 /// One HTTP request through the door, from authentication to the access log line.
 class RequestScope {

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json_text.h"
 #include "runtime/json_schema.h"
 #include "store/schema.h"
 
@@ -56,8 +57,7 @@ const std::vector<BuiltinToolInfo>& Table() {
 v1::ToolResult Result(const std::string& call_id, const json& output) {
   v1::ToolResult r;
   r.set_tool_call_id(call_id);
-  // Replace, never throw: a turn thread must not die on a byte that is not UTF-8.
-  r.set_output(output.dump(-1, ' ', false, json::error_handler_t::replace));
+  r.set_output(common::DumpJson(output));  // never throws on a turn thread
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "common/json_text.h"
 #include "common/status_macros.h"
 
 namespace agentd::tools {
@@ -91,13 +92,9 @@ std::string PercentEncode(absl::string_view s) {
   return out;
 }
 
-std::string CompactJson(const json& v) {
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 // The text of a scalar argument: strings as-is, numbers and booleans as their JSON text.
 std::string ScalarText(const json& v) {
-  return v.is_string() ? v.get<std::string>() : CompactJson(v);
+  return v.is_string() ? v.get<std::string>() : common::DumpJson(v);
 }
 
 bool HasHeader(const std::map<std::string, std::string>& headers, absl::string_view name) {
@@ -315,7 +312,7 @@ absl::StatusOr<HttpPostRequest> BuildHttpToolRequest(const HttpToolOptions& tool
     for (const auto& [key, value] : a.items()) {
       if (used.count(key) > 0 || value.is_null()) continue;
       const std::string text =
-          value.is_object() || value.is_array() ? CompactJson(value) : ScalarText(value);
+          value.is_object() || value.is_array() ? common::DumpJson(value) : ScalarText(value);
       params.push_back(absl::StrCat(PercentEncode(key), "=", PercentEncode(text)));
     }
     if (!params.empty()) {
@@ -337,7 +334,7 @@ absl::StatusOr<HttpPostRequest> BuildHttpToolRequest(const HttpToolOptions& tool
     for (const auto& [key, value] : a.items()) {
       if (used.count(key) == 0) body[key] = value;
     }
-    req.body = CompactJson(body);
+    req.body = common::DumpJson(body);
   }
 
   req.headers = tool.headers;
