@@ -67,6 +67,7 @@ namespace {
 using agentd::bench::CpuSeconds;
 using agentd::bench::LoadAverage;
 using agentd::bench::SystemBusySeconds;
+using agentd::bench::WriteAll;
 
 using Clock = std::chrono::steady_clock;
 namespace v1 = agentd::v1;
@@ -178,17 +179,6 @@ double Percentile(const std::vector<double>& sorted, double p) {
 }
 
 // ---- The fake model server in a child process ---------------------------------------------
-
-bool WriteAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 std::optional<std::string> ReadLine(int fd) {
   std::string line;

@@ -203,17 +203,6 @@ std::filesystem::path ParentOf(const std::string& data_dir) {
   return p.parent_path();
 }
 
-bool WriteAll(int fd, const std::string& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 /// kFsyncAppends appends of kFsyncBytes, each made durable with fdatasync before the next, in a
 /// temp file that is removed afterwards. Nullopt (and `error`) if that cannot be done.
 std::optional<FsyncFloor> MeasureFsyncFloor(const std::string& data_dir, std::string* error) {
